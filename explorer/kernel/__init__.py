@@ -1,0 +1,5 @@
+"""The analysis kernel: pure math on tensors, CPU or GPU. Imports nothing of the notebook."""
+
+from explorer.kernel.device import resolve_device
+
+__all__ = ["resolve_device"]

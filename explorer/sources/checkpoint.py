@@ -1,0 +1,199 @@
+"""``Checkpoint``: one model's weights on the depth axis, read one matrix at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from explorer.errors import LayerError, SourceError
+from explorer.kernel.device import resolve_device
+from explorer.sources.families import Layout, LayerEntry, apply_transforms, resolve
+from explorer.sources.stores import TensorStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import nn
+
+LayerSelector = str | Iterable[str] | Callable[[LayerEntry], bool] | None
+
+
+class Checkpoint:
+    """A model checkpoint whose weight matrices are addressed as ``blocks.{depth}.{role}``.
+
+    Weights stay where they are (in memory, or on disk memory-mapped) until :meth:`weight` asks for
+    one. Built by :func:`explorer.load`; not meant to be constructed by hand.
+
+    Attributes
+    ----------
+    name : str
+        A short label (file or directory name, or the module's class name).
+    family : str
+        The naming family that was recognised (``bert``, ``gpt2``, ``llama``, ``vit``, ``resnet``,
+        ``mlp``, or ``sequential`` for module order).
+    source : str
+        Where it came from (a path, or ``"<nn.Module>"`` / ``"<state_dict>"``).
+    meta : dict
+        Free-form provenance (the demo stores how it was trained, its accuracy and seed here).
+    """
+
+    def __init__(
+        self,
+        store: TensorStore,
+        *,
+        name: str,
+        source: str,
+        model_type: str | None = None,
+        module_factory: Callable[[], nn.Module] | None = None,
+        tokenizer_factory: Callable[[], Any] | None = None,
+        meta: dict | None = None,
+    ):
+        self._store = store
+        self.name = name
+        self.source = source
+        self.meta = dict(meta or {})
+        self._module_factory = module_factory
+        self._tokenizer_factory = tokenizer_factory
+        self._module: nn.Module | None = None
+        names = [n for n in store.names if store.dtype(n).is_floating_point]
+        self._layout: Layout = resolve(
+            names,
+            {n: store.shape(n) for n in names},
+            {n: str(store.dtype(n)).replace("torch.", "") for n in names},
+            model_type=model_type,
+        )
+        self._by_address = {e.address: e for e in self._layout.entries}
+        if not self._layout.entries:
+            raise SourceError(
+                f"{source}: no weight matrices found (only 1-D tensors or none at all); "
+                "explorer analyses 2-D weights and conv kernels"
+            )
+
+    # -- what it holds ----------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return self._layout.family_name
+
+    @property
+    def n_blocks(self) -> int:
+        """L, the number of blocks: depths run 0 (embeddings) .. L+1 (head)."""
+        return self._layout.n_blocks
+
+    @property
+    def entries(self) -> tuple[LayerEntry, ...]:
+        return self._layout.entries
+
+    @property
+    def addresses(self) -> list[str]:
+        return [e.address for e in self._layout.entries]
+
+    @property
+    def layers(self) -> pd.DataFrame:
+        """One row per weight matrix: address, depth, role, name, shape, dtype, params."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "address": [e.address for e in self.entries],
+                "depth": [e.depth for e in self.entries],
+                "role": [e.role for e in self.entries],
+                "name": [e.name for e in self.entries],
+                "shape": [e.shape for e in self.entries],
+                "dtype": [e.dtype for e in self.entries],
+                "params": [e.params for e in self.entries],
+            }
+        )
+
+    def entry(self, address: str) -> LayerEntry:
+        try:
+            return self._by_address[address]
+        except KeyError:
+            close = [a for a in self._by_address if a.startswith(address)][:5]
+            hint = f" Did you mean one of {close}?" if close else ""
+            raise LayerError(
+                f"{self.name} has no layer {address!r}.{hint} See ck.layers for all addresses."
+            ) from None
+
+    def select(self, layers: LayerSelector = None) -> list[LayerEntry]:
+        """Entries chosen by a full address, a list of addresses, or a predicate on entries."""
+        if layers is None:
+            return list(self.entries)
+        if isinstance(layers, str):
+            return [self.entry(layers)]
+        if callable(layers):
+            return [e for e in self.entries if layers(e)]
+        return [self.entry(a) for a in layers]
+
+    # -- reading weights --------------------------------------------------------------------
+    def weight(
+        self,
+        address: str,
+        *,
+        device: str | torch.device | None = "cpu",
+        dtype: torch.dtype = torch.float32,
+        check_finite: bool = True,
+    ) -> torch.Tensor:
+        """The (out, in) matrix at ``address`` as ``dtype`` on ``device``, read on its own.
+
+        Raises :class:`~explorer.errors.LayerError` if it holds NaN or Inf (``check_finite``).
+        """
+        e = self.entry(address)
+        raw = self._store.get(e.name)
+        mat = apply_transforms(raw, e.transforms)
+        mat = mat.to(device=resolve_device(device), dtype=dtype)
+        if check_finite and not bool(torch.isfinite(mat).all()):
+            n_bad = int((~torch.isfinite(mat)).sum())
+            raise LayerError(
+                f"{self.name}: layer {address} ({e.name}) holds {n_bad} NaN/Inf values; the "
+                "checkpoint is damaged or training diverged. Analyses skip such layers and "
+                "report them in their status column."
+            )
+        return mat
+
+    def weights(self, layers: LayerSelector = None, **kwargs) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield ``(address, matrix)`` one at a time (never the whole model in memory)."""
+        for e in self.select(layers):
+            yield e.address, self.weight(e.address, **kwargs)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """A stored tensor by its original parameter name, untransformed."""
+        if name not in self._store:
+            raise LayerError(f"{self.name} has no parameter named {name!r}")
+        return self._store.get(name)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return self._store.names
+
+    # -- running the model --------------------------------------------------------------------
+    @property
+    def can_run(self) -> bool:
+        return self._module_factory is not None
+
+    def module(self) -> nn.Module:
+        """The runnable ``nn.Module`` (built on first use), for capturing activations."""
+        if self._module is None:
+            if self._module_factory is None:
+                raise SourceError(
+                    f"{self.source} holds weights only, so it cannot be run on a probe. Load "
+                    "the nn.Module itself (ex.load(model)) or a model directory with a "
+                    "config.json to capture activations."
+                )
+            self._module = self._module_factory()
+        return self._module
+
+    def tokenizer(self):
+        """The checkpoint's own tokenizer (Hugging Face directories), or None."""
+        return self._tokenizer_factory() if self._tokenizer_factory else None
+
+    def __repr__(self) -> str:
+        return (
+            f"Checkpoint({self.name!r}, family={self.family!r}, blocks={self.n_blocks}, "
+            f"matrices={len(self.entries)}, source={self.source!r})"
+        )
+
+
+def path_name(path: Path) -> str:
+    return path.name or str(path)

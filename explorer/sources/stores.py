@@ -1,0 +1,314 @@
+"""Where a checkpoint's tensors live: in memory, in a safetensors file, in shards, in a torch file.
+
+A store lists parameter names with their shapes and dtypes without reading any data, and reads one
+tensor at a time on request. Safetensors files are memory-mapped through ``safe_open`` so only the
+requested tensor is ever materialised; torch files are opened with ``weights_only=True`` and
+``mmap=True`` (never unpickling code).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from explorer.errors import SourceError
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": getattr(torch, "float8_e4m3fn", torch.uint8),
+    "F8_E5M2": getattr(torch, "float8_e5m2", torch.uint8),
+}
+
+
+class TensorStore:
+    """Read-only access to named tensors: ``names``, ``shape(n)``, ``dtype(n)``, ``get(n)``."""
+
+    description: str = "tensors"
+
+    @property
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def dtype(self, name: str) -> torch.dtype:
+        raise NotImplementedError
+
+    def get(self, name: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __contains__(self, name: str) -> bool:
+        return name in set(self.names)
+
+
+class DictStore(TensorStore):
+    """Tensors already in memory: a state_dict or an ``nn.Module``'s parameters and buffers."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], description: str = "state_dict"):
+        bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise SourceError(
+                f"{description}: entries {bad[:5]} are not tensors; pass a state_dict "
+                "(name -> tensor), e.g. model.state_dict()"
+            )
+        self._tensors = dict(tensors)
+        self.description = description
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._tensors[name].shape)
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self._tensors[name].dtype
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._tensors[name].detach()
+
+
+class SafetensorsStore(TensorStore):
+    """One ``.safetensors`` file, read lazily: the header gives names, shapes and dtypes."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.description = str(self.path)
+        self._header = read_safetensors_header(self.path)
+        self._handle = None
+
+    @property
+    def names(self) -> list[str]:
+        # file order (by data offset), which is the order the writer used
+        items = [(k, v) for k, v in self._header.items() if k != "__metadata__"]
+        items.sort(key=lambda kv: kv[1]["data_offsets"][0])
+        return [k for k, _ in items]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._header.get("__metadata__") or {})
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._header[name]["shape"])
+
+    def dtype(self, name: str) -> torch.dtype:
+        code = self._header[name]["dtype"]
+        if code not in _SAFETENSORS_DTYPES:
+            raise SourceError(f"{self.path}: tensor {name!r} has unsupported dtype {code}")
+        return _SAFETENSORS_DTYPES[code]
+
+    def get(self, name: str) -> torch.Tensor:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            if self._handle is None:
+                self._handle = safe_open(str(self.path), framework="pt", device="cpu")
+            return self._handle.get_tensor(name)
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise SourceError(
+                f"{self.path}: could not read tensor {name!r} ({exc}); the file may be "
+                "truncated or corrupt: re-download or re-save it"
+            ) from exc
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """Parse and validate a safetensors header without reading tensor data.
+
+    Format: 8-byte little-endian header length n, then n bytes of JSON mapping each name to
+    ``{"dtype", "shape", "data_offsets": [begin, end]}`` relative to the end of the header.
+    Checks that every tensor's byte range lies inside the file and matches its shape and dtype,
+    so a truncated download is refused here with a clear message rather than later in torch.
+    """
+    if not path.exists():
+        raise SourceError(f"{path}: file not found")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise SourceError(f"{path}: not a safetensors file (only {size} bytes)")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or n > min(size - 8, 100_000_000):
+            raise SourceError(
+                f"{path}: not a valid safetensors file (header length {n} does not fit a "
+                f"{size}-byte file); it may be truncated, corrupt, or another format"
+            )
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise SourceError(f"{path}: safetensors header is not a JSON object")
+    data_size = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = info["data_offsets"]
+            shape = info["shape"]
+            code = info["dtype"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"{path}: malformed header entry for {name!r}") from exc
+        if end > data_size:
+            raise SourceError(
+                f"{path}: tensor {name!r} ends at byte {end} but the file holds only "
+                f"{data_size} data bytes: the file is truncated; re-download or re-save it"
+            )
+        dtype = _SAFETENSORS_DTYPES.get(code)
+        if dtype is not None and dtype.itemsize * math.prod(shape) != end - begin:
+            raise SourceError(f"{path}: tensor {name!r} byte range does not match its shape")
+    return header
+
+
+class TorchFileStore(TensorStore):
+    """A ``.pt``/``.bin``/``.pth`` state_dict, opened with ``weights_only=True`` and memory-mapped."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.description = str(self.path)
+        self._tensors = _torch_load_state_dict(self.path)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._tensors[name].shape)
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self._tensors[name].dtype
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._tensors[name]
+
+
+def _torch_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise SourceError(f"{path}: file not found")
+    mmap = zipfile.is_zipfile(path)  # the modern torch format; legacy files cannot be mmapped
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise SourceError(
+            f"{path}: this file needs to run pickled code to load, which explorer refuses "
+            "(it could execute anything). If you trust it, convert it once in a separate "
+            "process: `sd = torch.load(path, weights_only=False)`; "
+            "`safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, "
+            "'model.safetensors')`, then load the .safetensors file."
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise SourceError(
+            f"{path}: could not read this torch file ({type(exc).__name__}: {exc}); it may be "
+            "truncated or corrupt, or not a torch checkpoint"
+        ) from exc
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise SourceError(
+            f"{path}: holds a {type(obj).__name__}, not a state_dict (name -> tensor mapping)"
+        )
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise SourceError(f"{path}: contains no tensors")
+    return tensors
+
+
+class ShardedStore(TensorStore):
+    """Several shard files named by an index (``*.index.json`` with a ``weight_map``), or a list."""
+
+    def __init__(self, shards: Mapping[str, TensorStore], description: str):
+        self.description = description
+        self._shards = dict(shards)
+        self._where: dict[str, TensorStore] = {}
+        for store in self._shards.values():
+            for name in store.names:
+                self._where.setdefault(name, store)
+
+    @classmethod
+    def from_index(cls, index_path: Path) -> ShardedStore:
+        try:
+            index = json.loads(index_path.read_text())
+            weight_map = index["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"{index_path}: not a valid shard index ({exc})") from exc
+        files = list(dict.fromkeys(weight_map.values()))
+        missing = [f for f in files if not (index_path.parent / f).exists()]
+        if missing:
+            raise SourceError(
+                f"{index_path}: shard files listed in the index are missing: {missing[:5]}"
+            )
+        return cls(
+            {f: open_weight_file(index_path.parent / f) for f in files}, description=str(index_path)
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._where[name].shape(name)
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self._where[name].dtype(name)
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._where[name].get(name)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def open_weight_file(path: Path) -> TensorStore:
+    """Open one weight file by its extension (safetensors is also sniffed by content)."""
+    if path.suffix == ".safetensors":
+        return SafetensorsStore(path)
+    if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        return TorchFileStore(path)
+    raise SourceError(
+        f"{path}: unknown weight format {path.suffix!r}; explorer reads .safetensors, "
+        ".pt/.pth/.bin (torch state_dicts) and directories of those"
+    )
+
+
+def open_weight_dir(directory: Path) -> TensorStore:
+    """The weights of a model directory: an index of shards, one file, or several files."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (directory / index_name).exists():
+            return ShardedStore.from_index(directory / index_name)
+    indexes = sorted(directory.glob("*.index.json"))
+    if indexes:
+        return ShardedStore.from_index(indexes[0])
+    for preferred in ("model.safetensors", "pytorch_model.bin"):
+        if (directory / preferred).exists():
+            return open_weight_file(directory / preferred)
+    files = sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    safes = [p for p in files if p.suffix == ".safetensors"]
+    files = safes or files
+    if not files:
+        raise SourceError(
+            f"{directory}: no weights found (looked for *.safetensors, *.index.json, *.bin, "
+            "*.pt); point explorer at the model's weight file or its directory"
+        )
+    if len(files) == 1:
+        return open_weight_file(files[0])
+    return ShardedStore({p.name: open_weight_file(p) for p in files}, description=str(directory))
