@@ -7,17 +7,38 @@
 
 from explorer.activations import Activations
 from explorer.capture import capture
-from explorer.errors import DeviceError, ExplorerError, LayerError, ProbeError, SourceError
+from explorer.errors import (
+    BundleMissingError,
+    DeviceError,
+    ExplorerError,
+    LayerError,
+    ProbeError,
+    SourceError,
+)
 from explorer.probe import Probe
 from explorer.sources import Checkpoint, PairedLayers, load, pair
 
 __version__ = "0.1.0"
 
+_WIDGETS = ("LayerBrowser",)
+
+
+def __getattr__(name: str):
+    # widgets are imported on first use so that `import explorer` stays free of notebook packages
+    if name in _WIDGETS:
+        from explorer import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'explorer' has no attribute {name!r}")
+
+
 __all__ = [
     "Activations",
+    "BundleMissingError",
     "Checkpoint",
     "DeviceError",
     "ExplorerError",
+    "LayerBrowser",
     "LayerError",
     "PairedLayers",
     "Probe",

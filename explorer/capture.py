@@ -56,7 +56,9 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
             m = pattern.search(name)
             if not m:
                 continue
-            key = tuple(int(v) for k, v in sorted(m.groupdict().items()) if re.fullmatch(r"b\d+", k))
+            key = tuple(
+                int(v) for k, v in sorted(m.groupdict().items()) if re.fullmatch(r"b\d+", k)
+            )
             if key in depth_of_key:
                 blocks.setdefault(depth_of_key[key], name)
         if blocks:
@@ -164,7 +166,7 @@ def capture(
     max_length: int = 128,
     labels: dict[str, Sequence] | None = None,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Activations:
     """Hidden states per depth of ``checkpoint`` on ``probe``.
 
@@ -192,6 +194,9 @@ def capture(
         Refuse (before running) a capture whose kept states would exceed this many bytes.
     labels
         Per-input labels for array probes (``{"label": y}``).
+    progress
+        Show a progress bar (tqdm: text in a terminal, a widget in a notebook). ``None`` shows
+        one when there are more than four batches.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r}; choose one of {POOLINGS}")
@@ -220,7 +225,7 @@ def capture(
     model.eval().to(dev)
     kept: dict[int, list[torch.Tensor]] = {t.depth: [] for t in taps}
     tokens = _TokenSample(max_points, seed) if pooling == "all" else None
-    bar = _progress(progress, n_inputs, ck.name)
+    bar = _progress(len(batches) > 4 if progress is None else progress, n_inputs, ck.name)
     try:
         with torch.no_grad(), hooked(model, taps) as caught:
             offset = 0
@@ -282,6 +287,8 @@ def _batches(ck, probe, batch_size, max_length, labels, max_points, seed, poolin
             labels["label"] = ys
     if isinstance(probe, str):
         probe = [probe]
+    if isinstance(probe, Sequence) and len(probe) == 0:
+        raise ProbeError("the probe is empty: give at least one input")
     if isinstance(probe, Sequence) and probe and all(isinstance(p, str) for p in probe):
         texts = list(probe)
         n = len(texts)

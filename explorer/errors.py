@@ -24,3 +24,7 @@ class ProbeError(ExplorerError, ValueError):
 
 class DeviceError(ExplorerError, RuntimeError):
     """A device that is not available (for example CUDA requested on a machine without it)."""
+
+
+class BundleMissingError(ExplorerError, FileNotFoundError):
+    """The widgets' JavaScript bundle has not been built (run scripts/setup)."""

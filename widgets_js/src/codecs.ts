@@ -17,11 +17,13 @@ export interface NDArray<T extends TypedArray = TypedArray> {
   shape: number[];
 }
 
-const CONSTRUCTORS = {
+type Constructor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => TypedArray;
+
+const CONSTRUCTORS: Record<DType, Constructor & { BYTES_PER_ELEMENT: number }> = {
   float32: Float32Array,
   uint32: Uint32Array,
   int32: Int32Array,
-} as const;
+};
 
 function size(shape: number[]): number {
   return shape.reduce((n, d) => n * d, 1);

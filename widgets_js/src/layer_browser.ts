@@ -1,6 +1,6 @@
 // The layer table with a depth slider: one row per weight matrix, the rows at the current depth
 // highlighted, and a bar chart of parameters per depth. Draws only; all state is in the traits.
-import type { AnyModel, RenderProps } from "@anywidget/types";
+import type { RenderProps } from "@anywidget/types";
 import "./layer_browser.css";
 
 export interface LayerRow {
@@ -20,8 +20,6 @@ export interface LayerBrowserModel {
   title: string;
 }
 
-type Model = AnyModel<LayerBrowserModel>;
-
 /** How long JS waits for the slider to settle before telling Python. */
 export const DEBOUNCE_MS = 50;
 
@@ -32,6 +30,19 @@ const COLUMNS: { key: keyof LayerRow; label: string; numeric?: boolean }[] = [
   { key: "shape", label: "shape" },
   { key: "params", label: "params", numeric: true },
 ];
+
+// Keys the range input handles itself. JupyterLab binds the arrows to notebook navigation in
+// command mode, so these must not bubble up to it while the slider has focus.
+const SLIDER_KEYS = new Set([
+  "ArrowLeft",
+  "ArrowRight",
+  "ArrowUp",
+  "ArrowDown",
+  "Home",
+  "End",
+  "PageUp",
+  "PageDown",
+]);
 
 export function formatCount(n: number): string {
   for (const [unit, scale] of [["B", 1e9], ["M", 1e6], ["k", 1e3]] as const) {
@@ -60,7 +71,7 @@ function h<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-function cssColor(el: Element, name: string, fallback: string): string {
+function cssVar(el: Element, name: string, fallback: string): string {
   return getComputedStyle(el).getPropertyValue(name).trim() || fallback;
 }
 
@@ -75,22 +86,24 @@ function drawBars(canvas: HTMLCanvasElement, totals: number[], current: number):
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, width, height);
 
-  const base = cssColor(canvas, "--jp-layout-color3", "#bdbdbd");
-  const accent = cssColor(canvas, "--jp-brand-color1", "#1976d2");
-  const ink = cssColor(canvas, "--jp-ui-font-color2", "#616161");
+  const base = cssVar(canvas, "--jp-layout-color3", "#bdbdbd");
+  const accent = cssVar(canvas, "--jp-brand-color1", "#1976d2");
+  const ink = cssVar(canvas, "--jp-ui-font-color2", "#616161");
   const labelled = totals.length > 0 && width / totals.length >= 16;
   const plotHeight = labelled ? height - 14 : height;
   const max = Math.max(1, ...totals);
   const slot = width / Math.max(1, totals.length);
   const gap = Math.min(4, slot * 0.2);
 
-  ctx.font = `10px ${cssColor(canvas, "--jp-ui-font-family", "sans-serif")}`;
+  ctx.font = `10px ${cssVar(canvas, "--jp-ui-font-family", "sans-serif")}`;
   ctx.textAlign = "center";
   ctx.textBaseline = "bottom";
   totals.forEach((total, depth) => {
-    const barHeight = total > 0 ? Math.max(2, (total / max) * (plotHeight - 2)) : 0;
-    ctx.fillStyle = depth === current ? accent : base;
-    ctx.fillRect(depth * slot + gap / 2, plotHeight - barHeight, slot - gap, barHeight);
+    if (total > 0) {
+      const barHeight = Math.max(2, (total / max) * (plotHeight - 2));
+      ctx.fillStyle = depth === current ? accent : base;
+      ctx.fillRect(depth * slot + gap / 2, plotHeight - barHeight, slot - gap, barHeight);
+    }
     if (labelled) {
       ctx.fillStyle = depth === current ? accent : ink;
       ctx.fillText(String(depth), depth * slot + slot / 2, height);
@@ -143,8 +156,16 @@ export function render({ model, el }: Pick<RenderProps<LayerBrowserModel>, "mode
       row.classList.toggle("is-current", current);
       if (current) first ??= row;
     }
-    if (first) tableWrap.scrollTop = first.offsetTop - table.tHead!.offsetHeight;
+    if (first) scrollIntoWrap(first);
     redraw();
+  }
+
+  function scrollIntoWrap(row: HTMLTableRowElement): void {
+    const top = tableWrap.scrollTop + table.tHead!.offsetHeight;
+    const bottom = tableWrap.scrollTop + tableWrap.clientHeight;
+    if (row.offsetTop < top || row.offsetTop + row.offsetHeight > bottom) {
+      tableWrap.scrollTop = row.offsetTop - table.tHead!.offsetHeight;
+    }
   }
 
   function choose(depth: number): void {
@@ -183,6 +204,9 @@ export function render({ model, el }: Pick<RenderProps<LayerBrowserModel>, "mode
     show(model.get("depth"));
   };
   const onInput = () => choose(Number(slider.value));
+  const onKeydown = (event: KeyboardEvent) => {
+    if (SLIDER_KEYS.has(event.key)) event.stopPropagation();
+  };
   const onRowClick = (event: MouseEvent) => {
     const row = (event.target as Element).closest("tr");
     if (row?.dataset.depth !== undefined) choose(Number(row.dataset.depth));
@@ -196,6 +220,7 @@ export function render({ model, el }: Pick<RenderProps<LayerBrowserModel>, "mode
   model.on("change:depth", onDepth);
   for (const name of structural) model.on(name, rebuild);
   slider.addEventListener("input", onInput);
+  slider.addEventListener("keydown", onKeydown);
   tbody.addEventListener("click", onRowClick);
   canvas.addEventListener("click", onBarClick);
   // Redraw when the cell is resized or JupyterLab switches between light and dark themes.
@@ -216,5 +241,3 @@ export function render({ model, el }: Pick<RenderProps<LayerBrowserModel>, "mode
 }
 
 export default { render };
-
-export type { Model };

@@ -1,0 +1,123 @@
+"""The layer browser in a real JupyterLab: it draws, the slider moves Python, Python moves it."""
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = pytest.mark.browser
+BUNDLE = Path(__file__).resolve().parents[2] / "explorer" / "static" / "layer_browser.js"
+if not BUNDLE.is_file():
+    pytest.skip("JS bundle not built: run scripts/setup", allow_module_level=True)
+
+SETUP = """\
+import torch
+from explorer.sources import load
+from explorer.widgets import LayerBrowser
+
+torch.manual_seed(0)
+model = torch.nn.Sequential(
+    torch.nn.Linear(8, 16), torch.nn.ReLU(),
+    torch.nn.Linear(16, 16), torch.nn.ReLU(),
+    torch.nn.Linear(16, 4),
+)
+w = LayerBrowser(load(model), title="three linear layers")
+w"""
+CELLS = [SETUP, 'print("depth =", w.depth)', "w.set_depth(3);"]
+
+# What the bar chart drew: how many pixels are painted, the colour most of them have (the bars'),
+# and the depth slots holding more than a tick label's worth of blue-dominant (accent) pixels.
+BARS = """canvas => {
+  const {width, height} = canvas;
+  const data = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  const slots = Number(canvas.closest(".explorer-lb").querySelector("input").max) + 1;
+  const accent = new Array(slots).fill(0);
+  const colours = new Map();
+  let painted = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] === 0) continue;
+    painted++;
+    const colour = `rgb(${data[i]}, ${data[i + 1]}, ${data[i + 2]})`;
+    colours.set(colour, (colours.get(colour) ?? 0) + 1);
+    if (data[i + 2] > data[i] + 60) accent[Math.floor((((i / 4) % width) / width) * slots)]++;
+  }
+  const commonest = [...colours].sort((a, b) => b[1] - a[1])[0]?.[0];
+  return {painted, commonest, highlighted: accent.flatMap((n, slot) => (n > 200 ? [slot] : []))};
+}"""
+
+RUN_CELL = """index => {
+  const notebook = window.jupyterapp.shell.currentWidget.content;
+  notebook.activeCellIndex = index;
+  return window.jupyterapp.commands.execute("notebook:run-cell");
+}"""
+
+
+def write_notebook(lab, name):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
+    notebook.metadata["kernelspec"] = {"name": lab.kernel, "display_name": lab.kernel}
+    nbformat.write(notebook, lab.root / name)
+
+
+def test_layer_browser_in_jupyterlab(page, lab, outside_requests, artifacts):
+    # The notebook names its kernel, so JupyterLab opens it without a "Select Kernel" dialog.
+    write_notebook(lab, "layer_browser.ipynb")
+    page.goto(lab.notebook_url("layer_browser.ipynb"))
+    page.wait_for_function(
+        "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
+        "?.connectionStatus === 'connected'",
+        timeout=30_000,
+    )
+
+    page.evaluate(RUN_CELL, 0)
+    widget = page.locator(".explorer-lb")
+    slider = widget.locator("input[type=range]")
+    expect(slider).to_be_visible(timeout=30_000)
+    expect(slider).to_have_value("0")
+    expect(widget.locator(".explorer-lb-summary")).to_have_text("blocks.0 — no weight matrices")
+    current = widget.locator("tbody tr.is-current td:first-child")
+    canvas = widget.locator("canvas")
+    before = canvas.evaluate(BARS)
+    assert before["painted"] > 500, "the bar chart drew nothing"
+    assert before["highlighted"] == [], "no bar should be highlighted at an empty depth"
+
+    # The keyboard moves the slider: the table, the bars and then Python follow.
+    slider.press("ArrowRight")
+    expect(slider).to_have_value("1")
+    expect(current).to_have_text(["blocks.1.mlp.up"])
+    after = canvas.evaluate(BARS)
+    assert after["highlighted"] == [1]
+    output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
+    for _ in range(20):  # the front end debounces, so Python may see the move a moment later
+        page.evaluate(RUN_CELL, 1)
+        expect(output).to_contain_text("depth =")
+        if output.inner_text().strip() == "depth = 1":
+            break
+        page.wait_for_timeout(100)
+    expect(output).to_have_text("depth = 1")
+
+    # Python moves the cursor: the view follows.
+    page.evaluate(RUN_CELL, 2)
+    expect(slider).to_have_value("3")
+    expect(current).to_have_text(["blocks.3.head"])
+    expect(widget.locator(".explorer-lb-depth")).to_have_text("depth 3 / 3")
+    light = canvas.evaluate(BARS)
+    assert light["highlighted"] == [3]
+    page.screenshot(path=artifacts / "layer_browser_light.png")
+    widget.screenshot(path=artifacts / "layer_browser_light_widget.png")
+
+    # Dark theme: colours come from JupyterLab's variables, and the bars are redrawn in them.
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute("
+        "'apputils:change-theme', {theme: 'JupyterLab Dark'})"
+    )
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+    expect(widget).not_to_have_css("background-color", "rgb(255, 255, 255)")
+    dark = canvas.evaluate(BARS)
+    assert dark["highlighted"] == [3]
+    assert dark["commonest"] != light["commonest"], "the bars kept their light-theme colour"
+    page.screenshot(path=artifacts / "layer_browser_dark.png")
+    widget.screenshot(path=artifacts / "layer_browser_dark_widget.png")
+
+    assert outside_requests == []
