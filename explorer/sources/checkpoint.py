@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,13 @@ import torch
 
 from explorer.errors import LayerError, SourceError
 from explorer.kernel.device import resolve_device
-from explorer.sources.families import Layout, LayerEntry, apply_transforms, resolve
+from explorer.sources.families import (
+    LayerEntry,
+    Layout,
+    apply_transforms,
+    parse_address,
+    resolve,
+)
 from explorer.sources.stores import TensorStore
 
 if TYPE_CHECKING:
@@ -57,7 +64,9 @@ class Checkpoint:
         self._module_factory = module_factory
         self._tokenizer_factory = tokenizer_factory
         self._module: nn.Module | None = None
-        names = [n for n in store.names if store.dtype(n).is_floating_point]
+        self.model_type = model_type
+        tied = store.tied
+        names = [n for n in store.names if store.dtype(n).is_floating_point and n not in tied]
         self._layout: Layout = resolve(
             names,
             {n: store.shape(n) for n in names},
@@ -107,14 +116,27 @@ class Checkpoint:
         )
 
     def entry(self, address: str) -> LayerEntry:
+        """The layer at a full address such as ``"blocks.3.attn.q"``."""
         try:
             return self._by_address[address]
-        except KeyError:
-            close = [a for a in self._by_address if a.startswith(address)][:5]
-            hint = f" Did you mean one of {close}?" if close else ""
-            raise LayerError(
-                f"{self.name} has no layer {address!r}.{hint} See ck.layers for all addresses."
-            ) from None
+        except (KeyError, TypeError):
+            raise LayerError(self._unknown_address(address)) from None
+
+    def _unknown_address(self, address) -> str:
+        msg = f"{self.name} has no layer {address!r}."
+        if not isinstance(address, str):
+            return f"{msg} Give a full address as a string, e.g. {self.addresses[0]!r}."
+        by_name = [e.address for e in self.entries if e.name in (address, address + ".weight")]
+        tied = self._store.tied.get(address)
+        if len(by_name) == 1:
+            hint = f" {address!r} is a parameter name; its address is {by_name[0]!r}."
+        elif by_name:
+            hint = f" {address!r} is a parameter name; its matrices are at {by_name}."
+        elif tied is not None:
+            hint = f" {address!r} is tied to {tied!r} and listed once, under that name."
+        else:
+            hint = self._address_hint(address)
+        return f"{msg}{hint} See ck.layers for all addresses."
 
     def select(self, layers: LayerSelector = None) -> list[LayerEntry]:
         """Entries chosen by a full address, a list of addresses, or a predicate on entries."""
@@ -125,6 +147,23 @@ class Checkpoint:
         if callable(layers):
             return [e for e in self.entries if layers(e)]
         return [self.entry(a) for a in layers]
+
+    def _address_hint(self, address: str) -> str:
+        addresses = list(self._by_address)
+        try:
+            depth, _ = parse_address(address)
+        except ValueError:
+            close = difflib.get_close_matches(address, addresses, n=5)
+            hint = f" Did you mean one of {close}?" if close else ""
+            return hint + " Addresses look like 'blocks.3.attn.q' (depth, then role)."
+        at_depth = [e.address for e in self.entries if e.depth == depth]
+        if not at_depth:
+            return f" Its depths run from 0 to {max(e.depth for e in self.entries)}."
+        close = [a for a in at_depth if a.startswith(address + ".")]
+        close = close or difflib.get_close_matches(address, at_depth, n=5)
+        if close:
+            return f" Did you mean one of {close[:5]}?"
+        return f" Depth {depth} holds {at_depth[:8]}."
 
     # -- reading weights --------------------------------------------------------------------
     def weight(
@@ -140,9 +179,9 @@ class Checkpoint:
         Raises :class:`~explorer.errors.LayerError` if it holds NaN or Inf (``check_finite``).
         """
         e = self.entry(address)
-        raw = self._store.get(e.name)
-        mat = apply_transforms(raw, e.transforms)
-        mat = mat.to(device=resolve_device(device), dtype=dtype)
+        dev = resolve_device(device)
+        mat = apply_transforms(self._store.get(e.name), e.transforms)
+        mat = mat.to(device=dev, dtype=dtype)
         if check_finite and not bool(torch.isfinite(mat).all()):
             n_bad = int((~torch.isfinite(mat)).sum())
             raise LayerError(
@@ -160,7 +199,11 @@ class Checkpoint:
     def tensor(self, name: str) -> torch.Tensor:
         """A stored tensor by its original parameter name, untransformed."""
         if name not in self._store:
-            raise LayerError(f"{self.name} has no parameter named {name!r}")
+            close = difflib.get_close_matches(name, self._store.names, n=3)
+            hint = f" Did you mean one of {close}?" if close else ""
+            raise LayerError(
+                f"{self.name} has no parameter named {name!r}.{hint} See ck.parameter_names."
+            )
         return self._store.get(name)
 
     @property

@@ -11,8 +11,15 @@ Transforms turn the stored tensor into the (out, in) matrix that is analysed:
 third of a fused projection along the output axis; tensors with more than two axes are reshaped to
 (out, in * k * k) (convolutions) after leading singleton axes are squeezed (ViT's position table).
 
-An unknown model falls back to module order (family ``sequential``): every weight is a block of its
-own, role ``conv`` for kernels and ``other`` for the rest, the last matrix is the ``head``.
+In a recognised family, a matrix no rule names gets role ``other``: in its block if its name lies
+inside one, at depth 0 if it looks like an embedding, else with the head. Rows are sorted by depth,
+role, variant and name (numbers compared as numbers), never by storage order, so a module, a torch
+file and a safetensors file of the same model give the same table.
+
+An unknown model falls back to module order (family ``sequential``, or ``mlp`` for a chain of
+Linear layers): every weight is a block of its own, role ``conv`` for kernels and ``other`` (or
+``mlp.up``) for the rest, and the last matrix is the ``head``. Its order is the store's order, so
+a safetensors file (which keeps no module order) is read in natural name order.
 """
 
 from __future__ import annotations
@@ -63,11 +70,9 @@ class Family:
     head_modules: tuple[str, ...] = ()
 
 
-_ATTN_BERT = r"attention\.self\.(?:query|key|value)"
-
 BERT = Family(
     name="bert",
-    model_types=("bert", "roberta", "xlm-roberta", "electra", "distilbert_like"),
+    model_types=("bert", "roberta", "xlm-roberta", "electra"),
     markers=(r"encoder\.layer\.\d+\.attention\.self\.query\.weight$",),
     rules=(
         Rule(r"embeddings\.word_embeddings\.weight$", "embed", "embed"),
@@ -131,23 +136,36 @@ LLAMA = Family(
     head_modules=(r"(?:lm_head|score)$", r"(?:^|\.)norm$"),
 )
 
+_VIT_BLOCK = r"(?:encoder\.layer|(?:^|\.)layers)\.(?P<b0>\d+)"
+
 VIT = Family(
     name="vit",
     model_types=("vit", "deit", "dinov2"),
-    markers=(r"encoder\.layer\.\d+\.attention\.attention\.query\.weight$",),
+    # Two spellings: the checkpoint files (``encoder.layer.N.attention.attention.query``) and the
+    # modules of transformers >= 5 (``layers.N.attention.q_proj``, ``mlp.fc1``).
+    markers=(
+        r"encoder\.layer\.\d+\.attention\.attention\.query\.weight$",
+        r"(?:^|\.)layers\.\d+\.attention\.q_proj\.weight$",
+    ),
     rules=(
         Rule(r"embeddings\.patch_embeddings\.projection\.weight$", "embed", "embed"),
         Rule(r"embeddings\.position_embeddings$", "embed", "embed", "position"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.attention\.query\.weight$", "attn.q"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.attention\.key\.weight$", "attn.k"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.attention\.value\.weight$", "attn.v"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.output\.dense\.weight$", "attn.o"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.intermediate\.dense\.weight$", "mlp.up"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.output\.dense\.weight$", "mlp.down"),
+        Rule(
+            r"embeddings\.(?P<token>cls|distillation|mask|register)_tokens?$",
+            "embed",
+            "embed",
+            "{token}",
+        ),
+        Rule(rf"{_VIT_BLOCK}\.attention\.(?:attention\.query|q_proj)\.weight$", "attn.q"),
+        Rule(rf"{_VIT_BLOCK}\.attention\.(?:attention\.key|k_proj)\.weight$", "attn.k"),
+        Rule(rf"{_VIT_BLOCK}\.attention\.(?:attention\.value|v_proj)\.weight$", "attn.v"),
+        Rule(rf"{_VIT_BLOCK}\.attention\.(?:output\.dense|o_proj)\.weight$", "attn.o"),
+        Rule(rf"{_VIT_BLOCK}\.(?:intermediate\.dense|mlp\.fc1)\.weight$", "mlp.up"),
+        Rule(rf"{_VIT_BLOCK}\.(?:output\.dense|mlp\.fc2)\.weight$", "mlp.down"),
         Rule(r"pooler\.dense\.weight$", "head", "head", "pooler"),
         Rule(r"classifier\.weight$", "head", "head"),
     ),
-    block_module=r"encoder\.layer\.(?P<b0>\d+)$",
+    block_module=rf"{_VIT_BLOCK}$",
     head_modules=(r"classifier$", r"pooler$", r"(?:^|\.)layernorm$"),
 )
 
@@ -301,31 +319,49 @@ def resolve(
         else:
             depth = depth_of_key[_block_key(m)]
         variant = rule.variant.format(**m.groupdict()) if rule.variant else ""
-        for t in rule.transforms:
-            transforms = tuple(x for x in t.split(",") if x)
+        splits = [tuple(x for x in t.split(",") if x) for t in rule.transforms]
+        if any(matrix_shape(shapes[name], t) is None for t in splits):
+            # a "fused" matrix that cannot be split in three: keep it whole, as "other"
+            whole = tuple(x for x in splits[0] if not x.startswith("qkv"))
+            shape = matrix_shape(shapes[name], whole)
+            entries.append(_entry(depth, "other", variant, name, shape, shapes, dtypes, whole))
+            continue
+        for transforms in splits:
             role = rule.role
             if role == "attn.qkv":
                 role = "attn." + "qkv"[int(transforms[-1][-1])]
             shape = matrix_shape(shapes[name], transforms)
-            if shape is None:
-                continue
             entries.append(_entry(depth, role, variant, name, shape, shapes, dtypes, transforms))
 
+    # Matrices no rule names: inside a block module -> that block; embedding-like -> depth 0;
+    # anything else -> the head. Decided from the name alone, so every format agrees.
     block_module = re.compile(family.block_module.rstrip("$")) if family.block_module else None
     for name in unmatched:
-        depth = head_depth
-        if block_module is not None:
-            m = block_module.search(name)
-            if m and _block_key(m) in depth_of_key:
-                depth = depth_of_key[_block_key(m)]
-            elif names.index(name) < names.index(matched[0][0]) if matched else False:
-                depth = 0
+        m = block_module.search(name) if block_module is not None else None
+        if m and _block_key(m) in depth_of_key:
+            depth = depth_of_key[_block_key(m)]
+        elif re.search(r"embed|(?:^|\.)(?:wte|wpe|stem)(?:\.|$)", name):
+            depth = 0
+        else:
+            depth = head_depth
         shape = matrix_shape(shapes[name], ())
         entries.append(_entry(depth, "other", "", name, shape, shapes, dtypes, ()))
 
-    order = {n: i for i, n in enumerate(names)}
-    entries.sort(key=lambda e: (e.depth, _role_rank(e.role), order[e.name], e.address))
+    # A canonical order that does not depend on how the file stored its tensors (safetensors
+    # sorts them by dtype and name; a module lists them in definition order).
+    entries.sort(key=_canonical_order)
     return Layout(family, family.name, _unique(entries), len(keys), tuple(keys))
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders ``layers.2`` before ``layers.10``."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text))
+
+
+def _canonical_order(e: LayerEntry) -> tuple:
+    _, role = parse_address(e.address)
+    variant = role[len(e.role) + 1 :] if role.startswith(e.role + ".") else ""
+    return (e.depth, _role_rank(e.role), natural_key(variant), natural_key(e.name), e.transforms)
 
 
 def _resolve_in_module_order(
@@ -340,7 +376,7 @@ def _resolve_in_module_order(
     if not weights:
         return Layout(None, "empty", (), 0, ())
     plain_mlp = all(len(shapes[n]) == 2 for n in weights) and all(
-        shapes[b][1] == shapes[a][0] for a, b in zip(weights, weights[1:])
+        shapes[b][1] == shapes[a][0] for a, b in zip(weights, weights[1:], strict=False)
     )
     body, head = weights[:-1], weights[-1]
     entries = []

@@ -14,15 +14,19 @@ from torch import nn
 
 from explorer.errors import SourceError
 from explorer.sources.checkpoint import Checkpoint
-from explorer.sources.pairing import PairedLayers, pair_layers
 from explorer.sources.lora import build_lora_store, lora_store_from_module
-from explorer.sources.stores import DictStore, TensorStore, open_weight_dir, open_weight_file
+from explorer.sources.pairing import PairedLayers, pair_layers
+from explorer.sources.stores import DictStore, open_weight_dir, open_weight_file
 
 Loadable = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike | Checkpoint
 
 
 def load(
-    obj: Loadable, *, base: Loadable | None = None, name: str | None = None, meta: dict | None = None
+    obj: Loadable,
+    *,
+    base: Loadable | None = None,
+    name: str | None = None,
+    meta: dict | None = None,
 ) -> Checkpoint:
     """Open a checkpoint.
 
@@ -75,12 +79,17 @@ def _from_module(model: nn.Module, name: str | None, meta: dict | None) -> Check
     store = DictStore(state, description=f"<{type(model).__name__}>")
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
+    # A PEFT wrapper runs its base model (LoRA layers injected in place) whose module names
+    # match the parameter names above, without the ``base_model.model.`` prefix.
+    runnable = (
+        model.get_base_model() if lora is not None and hasattr(model, "get_base_model") else model
+    )
     return Checkpoint(
         store,
         name=name or type(model).__name__,
         source="<nn.Module>",
         model_type=model_type,
-        module_factory=lambda: model,
+        module_factory=lambda: runnable,
         tokenizer_factory=_tokenizer_from_config(config),
         meta=meta,
     )
@@ -125,17 +134,24 @@ def _from_adapter(path: Path, base, name: str | None, meta: dict | None) -> Chec
     def module_factory() -> nn.Module:
         module = copy.deepcopy(base_ck.module())
         params = dict(module.named_parameters())
+        changed = list(store.factors) + list(store.replaced)
+        missing = [p for p in changed if p not in params]
+        if missing:
+            raise SourceError(
+                f"{path}: cannot run the adapted model: the runnable base model has no "
+                f"parameters named {missing[:3]} (its module names differ from its checkpoint's); "
+                "weights can still be analysed. Load the base as an nn.Module to run it."
+            )
         with torch.no_grad():
-            for pname in list(store.factors) + list(store.replaced):
-                if pname in params:
-                    params[pname].copy_(store.get(pname))
+            for pname in changed:
+                params[pname].copy_(store.get(pname))
         return module
 
     return Checkpoint(
         store,
         name=name or path.name,
         source=str(path),
-        model_type=(base_ck.meta.get("config") or {}).get("model_type"),
+        model_type=base_ck.model_type,
         module_factory=module_factory if base_ck.can_run else None,
         tokenizer_factory=base_ck._tokenizer_factory,
         meta={"base": base_ck.source, "lora_modules": sorted(store.factors), **(meta or {})},
@@ -188,18 +204,31 @@ def _hf_module(directory: Path, config: dict) -> nn.Module:
     cls = cls or transformers.AutoModel
     try:
         model = cls.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise SourceError(f"{directory}: transformers could not build the model ({exc})") from exc
+    except Exception as exc:  # config/weights mismatch, missing code, unknown architecture...
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise SourceError(
+            f"{directory}: transformers could not build the model ({type(exc).__name__}: "
+            f"{first_line}); its weights can still be analysed, but it cannot be run"
+        ) from exc
     return model.eval()
 
 
 def _hf_tokenizer(directory: Path) -> Any:
     _offline()
-    if not any((directory / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer.model")):
+    if not any(
+        (directory / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer.model")
+    ):
         return None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise SourceError(
+            f"{directory}: its tokenizer files could not be read ({type(exc).__name__}: "
+            f"{first_line}); pass token ids as a tensor instead of text"
+        ) from exc
 
 
 def _tokenizer_from_config(config) -> Any:

@@ -2,8 +2,11 @@
 
 A PEFT LoRA adapter stores, for each adapted module, A (r x in) and B (out x r). The effective
 weight is W_eff = W + s * B A with s = lora_alpha / r (or lora_alpha / sqrt(r) with rsLoRA), and
-transposed when ``fan_in_fan_out`` is set (GPT-2's Conv1D stores (in, out)). Nothing is merged
-ahead of time: :class:`LoraStore` computes one effective matrix when it is read.
+transposed when ``fan_in_fan_out`` is set (GPT-2's Conv1D stores (in, out)). Embeddings store
+A (r x vocab) and B (dim x r), so their update is (B A)^T; convolutions store A as a
+(r, in, k, k) kernel and B as a 1 x 1 kernel, so their update is B A over the rank axis.
+Nothing is merged ahead of time: :class:`LoraStore` computes one effective matrix when it is read.
+DoRA adapters (a learned magnitude per column) are refused rather than read wrongly.
 """
 
 from __future__ import annotations
@@ -26,6 +29,21 @@ class LoraFactor:
     b_name: str
     scale: float
     fan_in_fan_out: bool
+    embedding: bool = False
+
+
+def lora_delta(
+    a: torch.Tensor, b: torch.Tensor, scale: float, *, fan_in_fan_out=False, embedding=False
+) -> torch.Tensor:
+    """The update s * B A in the layout of the base weight (see the module docstring)."""
+    a, b = a.to(torch.float32), b.to(torch.float32)
+    if a.ndim > 2:  # convolution: A is a (r, in, k, k) kernel, B a (out, r, 1, 1) one
+        delta = torch.einsum("or,r...->o...", b.flatten(1), a)
+    else:
+        delta = b @ a
+    if embedding or fan_in_fan_out:
+        delta = delta.T
+    return scale * delta
 
 
 class LoraStore(TensorStore):
@@ -49,6 +67,10 @@ class LoraStore(TensorStore):
     def names(self) -> list[str]:
         return self.base.names
 
+    @property
+    def tied(self) -> dict[str, str]:
+        return self.base.tied
+
     def shape(self, name: str) -> tuple[int, ...]:
         return self.base.shape(name)
 
@@ -62,11 +84,17 @@ class LoraStore(TensorStore):
         f = self.factors.get(name)
         if f is None:
             return w
-        a = self.adapter.get(f.a_name).to(torch.float32)
-        b = self.adapter.get(f.b_name).to(torch.float32)
-        delta = f.scale * (b @ a)
-        if f.fan_in_fan_out:
-            delta = delta.T
+        a = self.adapter.get(f.a_name)
+        b = self.adapter.get(f.b_name)
+        try:
+            delta = lora_delta(
+                a, b, f.scale, fan_in_fan_out=f.fan_in_fan_out, embedding=f.embedding
+            )
+        except RuntimeError as exc:  # inner dimensions of B and A disagree
+            raise SourceError(
+                f"{self.description}: LoRA factors for {name!r} do not fit together "
+                f"(A {tuple(a.shape)}, B {tuple(b.shape)}): the adapter file is damaged"
+            ) from exc
         if delta.shape != w.shape:
             raise SourceError(
                 f"{self.description}: LoRA update for {name!r} has shape {tuple(delta.shape)} "
@@ -81,9 +109,17 @@ def read_adapter_config(directory: Path) -> dict:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SourceError(f"{path}: cannot read the adapter config ({exc})") from exc
+    if not isinstance(config, dict):
+        raise SourceError(f"{path}: the adapter config is not a JSON object")
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise SourceError(f"{path}: peft_type {peft_type} is not supported (only LoRA)")
+    if config.get("use_dora"):
+        raise SourceError(
+            f"{path}: a DoRA adapter (use_dora) rescales every column by a learned magnitude; "
+            "explorer reads plain LoRA only. Merge it with peft (merge_and_unload) and load "
+            "the merged model."
+        )
     return config
 
 
@@ -112,12 +148,15 @@ def build_lora_store(base: TensorStore, directory: Path) -> LoraStore:
     factors: dict[str, LoraFactor] = {}
     replaced: dict[str, str] = {}
     unmatched: list[str] = []
+    adapter_names = set(adapter.names)
     for key in adapter.names:
-        m = re.fullmatch(r"(?:base_model\.model\.)?(.+)\.lora_A(?:\.[^.]+)?\.weight", key)
+        m = re.fullmatch(
+            r"(?:base_model\.model\.)?(.+)\.lora_(A|embedding_A)(?:\.[^.]+)?(?:\.weight)?", key
+        )
         if m:
-            module = m.group(1)
-            b_key = key.replace(".lora_A", ".lora_B")
-            if b_key not in adapter:
+            module, kind = m.group(1), m.group(2)
+            b_key = key.replace(f".lora_{kind}", f".lora_{kind[:-1]}B")
+            if b_key not in adapter_names:
                 raise SourceError(f"{directory}: {key} has no matching lora_B tensor")
             target = _match_base_name(module + ".weight", base_names)
             if target is None:
@@ -126,8 +165,9 @@ def build_lora_store(base: TensorStore, directory: Path) -> LoraStore:
             r = int(_pattern_value(rank_pattern, module, r_default))
             alpha = float(_pattern_value(alpha_pattern, module, alpha_default))
             scale = alpha / math.sqrt(r) if rslora else alpha / r
-            factors[target] = LoraFactor(key, b_key, scale, fan_in_fan_out)
-        elif ".lora_B" not in key:
+            embedding = kind == "embedding_A"
+            factors[target] = LoraFactor(key, b_key, scale, fan_in_fan_out, embedding)
+        elif not re.search(r"\.lora_(?:embedding_)?B(?:\.|$)", key):
             plain = re.sub(r"^base_model\.model\.", "", key)
             plain = re.sub(r"\.modules_to_save(?:\.[^.]+)?\.", ".", plain)
             target = _match_base_name(plain, base_names)
@@ -162,8 +202,9 @@ def _pattern_value(patterns: dict, module: str, default):
 def lora_store_from_module(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict] | None:
     """An in-memory PEFT model: its effective weights under the base model's parameter names.
 
-    Returns ``(state_dict, info)`` with every LoRA-wrapped weight replaced by W + s B A, or None
-    if the module holds no LoRA layers.
+    Returns ``(state_dict, info)`` with every LoRA-wrapped weight replaced by W + s B A (PEFT's
+    own ``get_delta_weight`` for each active adapter), or None if the module holds no LoRA
+    layers. ``modules_to_save`` copies replace the originals; merged layers are taken as they are.
     """
     lora_modules = {
         name: mod
@@ -172,23 +213,46 @@ def lora_store_from_module(model: torch.nn.Module) -> tuple[dict[str, torch.Tens
     }
     if not lora_modules:
         return None
+    active = _active_adapters(model)
     state: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
-        if ".lora_" in name or "lora_embedding" in name:
+        if ".lora_" in name or ".original_module." in name:
             continue
+        m = re.search(r"\.modules_to_save\.([^.]+)\.", name)
+        if m:  # the trained copy of a fully fine-tuned module, for the active adapter only
+            if m.group(1) not in active:
+                continue
+            name = name[: m.start()] + "." + name[m.end() :]
         clean = re.sub(r"^base_model\.model\.", "", name).replace(".base_layer.", ".")
         state[clean] = tensor
+    adapted = []
     for name, mod in lora_modules.items():
-        clean = re.sub(r"^base_model\.model\.", "", name)
-        w = mod.base_layer.weight.detach().to(torch.float32)
-        for adapter in getattr(mod, "active_adapters", list(mod.lora_A.keys())):
-            if adapter not in mod.lora_A:
+        clean = re.sub(r"^base_model\.model\.", "", name) + ".weight"
+        adapted.append(clean)
+        w = mod.base_layer.weight.detach()
+        if getattr(mod, "merged", False):
+            state[clean] = w  # the update is already inside the base weight
+            continue
+        w = w.to(torch.float32)
+        for adapter in getattr(mod, "active_adapters", active):
+            known = set(mod.lora_A) | set(getattr(mod, "lora_embedding_A", {}))
+            if adapter not in known:
                 continue
-            a = mod.lora_A[adapter].weight.detach().to(torch.float32)
-            b = mod.lora_B[adapter].weight.detach().to(torch.float32)
-            delta = mod.scaling[adapter] * (b @ a)
-            if getattr(mod, "fan_in_fan_out", False):
-                delta = delta.T
-            w = w + delta
-        state[clean + ".weight"] = w.to(mod.base_layer.weight.dtype)
-    return state, {"lora_modules": sorted(lora_modules)}
+            if (getattr(mod, "use_dora", None) or {}).get(adapter):
+                raise SourceError(
+                    f"<{type(model).__name__}>: {name} is a DoRA layer (a learned magnitude "
+                    "per column); explorer reads plain LoRA only. Merge it first: "
+                    "ex.load(model.merge_and_unload())"
+                )
+            w = w + mod.get_delta_weight(adapter).detach().to(torch.float32)
+        state[clean] = w.to(mod.base_layer.weight.dtype)
+    return state, {"lora_modules": sorted(adapted)}
+
+
+def _active_adapters(model: torch.nn.Module) -> list[str]:
+    active = getattr(model, "active_adapters", None)
+    if callable(active):
+        active = active()
+    if isinstance(active, str):
+        active = [active]
+    return list(active or ["default"])

@@ -38,11 +38,13 @@ class PairedLayers:
         return pd.DataFrame(rows, columns=["address", "status"])
 
     def summary(self) -> str:
+        same = self.a.name == self.b.name  # then say which one by position
+        name_a, name_b = ("a", "b") if same else (self.a.name, self.b.name)
         parts = [f"{len(self.matched)} matched"]
         if self.only_in_a:
-            parts.append(f"{len(self.only_in_a)} only in {self.a.name}")
+            parts.append(f"{len(self.only_in_a)} only in {name_a}")
         if self.only_in_b:
-            parts.append(f"{len(self.only_in_b)} only in {self.b.name}")
+            parts.append(f"{len(self.only_in_b)} only in {name_b}")
         if self.shape_mismatch:
             parts.append(f"{len(self.shape_mismatch)} with different shapes")
         return ", ".join(parts)

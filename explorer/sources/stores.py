@@ -12,6 +12,7 @@ import json
 import math
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,12 +20,16 @@ from pathlib import Path
 import torch
 
 from explorer.errors import SourceError
+from explorer.sources.families import natural_key
 
 _SAFETENSORS_DTYPES = {
     "F64": torch.float64,
     "F32": torch.float32,
     "F16": torch.float16,
     "BF16": torch.bfloat16,
+    "U64": getattr(torch, "uint64", torch.int64),
+    "U32": getattr(torch, "uint32", torch.int32),
+    "U16": getattr(torch, "uint16", torch.int16),
     "I64": torch.int64,
     "I32": torch.int32,
     "I16": torch.int16,
@@ -33,6 +38,7 @@ _SAFETENSORS_DTYPES = {
     "BOOL": torch.bool,
     "F8_E4M3": getattr(torch, "float8_e4m3fn", torch.uint8),
     "F8_E5M2": getattr(torch, "float8_e5m2", torch.uint8),
+    "F8_E8M0": getattr(torch, "float8_e8m0fnu", torch.uint8),
 }
 
 
@@ -54,8 +60,33 @@ class TensorStore:
     def get(self, name: str) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def tied(self) -> dict[str, str]:
+        """Names whose tensor is the very same tensor as an earlier name's (tied weights).
+
+        GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``: a module's state_dict and a
+        torch file list it twice, a safetensors file once. Explorer counts a tied matrix once,
+        under its first name, so every format gives the same layer table.
+        """
+        return {}
+
     def __contains__(self, name: str) -> bool:
         return name in set(self.names)
+
+
+def find_tied(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{later name: first name}`` for entries that share memory, shape and strides."""
+    first: dict[tuple, str] = {}
+    tied: dict[str, str] = {}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) or t.numel() == 0 or t.device.type == "meta":
+            continue
+        key = (t.device, t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if key in first:
+            tied[name] = first[key]
+        else:
+            first[key] = name
+    return tied
 
 
 class DictStore(TensorStore):
@@ -70,10 +101,15 @@ class DictStore(TensorStore):
             )
         self._tensors = dict(tensors)
         self.description = description
+        self._tied = find_tied(self._tensors)
 
     @property
     def names(self) -> list[str]:
         return list(self._tensors)
+
+    @property
+    def tied(self) -> dict[str, str]:
+        return self._tied
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._tensors[name].shape)
@@ -96,10 +132,9 @@ class SafetensorsStore(TensorStore):
 
     @property
     def names(self) -> list[str]:
-        # file order (by data offset), which is the order the writer used
-        items = [(k, v) for k, v in self._header.items() if k != "__metadata__"]
-        items.sort(key=lambda kv: kv[1]["data_offsets"][0])
-        return [k for k, _ in items]
+        # The writer sorts tensors by dtype, then name ("layers.10" before "layers.2"), so the
+        # file keeps no module order; natural name order is the closest to it.
+        return sorted((k for k in self._header if k != "__metadata__"), key=natural_key)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -156,16 +191,28 @@ def read_safetensors_header(path: Path) -> dict:
         raise SourceError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
     if not isinstance(header, dict):
         raise SourceError(f"{path}: safetensors header is not a JSON object")
+    meta = header.get("__metadata__")
+    if meta is not None and not (
+        isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())
+    ):
+        raise SourceError(f"{path}: safetensors __metadata__ must map strings to strings")
     data_size = size - 8 - n
+    spans = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
             begin, end = info["data_offsets"]
-            shape = info["shape"]
+            shape = [int(d) for d in info["shape"]]
             code = info["dtype"]
+            ok = all(isinstance(x, int) for x in (begin, end, *info["shape"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise SourceError(f"{path}: malformed header entry for {name!r}") from exc
+        if not ok or min(shape, default=0) < 0 or not 0 <= begin <= end:
+            raise SourceError(
+                f"{path}: malformed header entry for {name!r} (shape {info['shape']}, "
+                f"data_offsets {info['data_offsets']})"
+            )
         if end > data_size:
             raise SourceError(
                 f"{path}: tensor {name!r} ends at byte {end} but the file holds only "
@@ -174,6 +221,21 @@ def read_safetensors_header(path: Path) -> dict:
         dtype = _SAFETENSORS_DTYPES.get(code)
         if dtype is not None and dtype.itemsize * math.prod(shape) != end - begin:
             raise SourceError(f"{path}: tensor {name!r} byte range does not match its shape")
+        spans.append((begin, end, name))
+    # Like safetensors itself: the tensors tile the data section exactly, without gaps.
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise SourceError(
+                f"{path}: tensor {name!r} starts at byte {begin}, expected {position}: the "
+                "header is corrupt"
+            )
+        position = end
+    if position != data_size:
+        raise SourceError(
+            f"{path}: the header describes {position} data bytes but the file holds "
+            f"{data_size}: the file is corrupt or was written incompletely"
+        )
     return header
 
 
@@ -184,10 +246,15 @@ class TorchFileStore(TensorStore):
         self.path = Path(path)
         self.description = str(self.path)
         self._tensors = _torch_load_state_dict(self.path)
+        self._tied = find_tied(self._tensors)
 
     @property
     def names(self) -> list[str]:
         return list(self._tensors)
+
+    @property
+    def tied(self) -> dict[str, str]:
+        return self._tied
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._tensors[name].shape)
@@ -199,6 +266,13 @@ class TorchFileStore(TensorStore):
         return self._tensors[name]
 
 
+# torch's weights_only unpickler names what it refused: a global (class, function) or a module.
+_NEEDS_CODE = re.compile(
+    r"GLOBAL [A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+ was not an allowed global"
+    r"|whose module \S+ is blocked|\S+ must be \S+ to load"
+)
+
+
 def _torch_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise SourceError(f"{path}: file not found")
@@ -206,6 +280,11 @@ def _torch_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
+        if not _NEEDS_CODE.search(str(exc)):
+            raise SourceError(
+                f"{path}: could not read this torch file (its pickle stream is damaged); it "
+                "may be truncated or corrupt, or not a torch checkpoint"
+            ) from exc
         raise SourceError(
             f"{path}: this file needs to run pickled code to load, which explorer refuses "
             "(it could execute anything). If you trust it, convert it once in a separate "
@@ -213,10 +292,11 @@ def _torch_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "`safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, "
             "'model.safetensors')`, then load the .safetensors file."
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # torch raises many types for damaged files (KeyError, EOFError...)
+        first_line = (str(exc).splitlines() or [""])[0][:200]
         raise SourceError(
-            f"{path}: could not read this torch file ({type(exc).__name__}: {exc}); it may be "
-            "truncated or corrupt, or not a torch checkpoint"
+            f"{path}: could not read this torch file ({type(exc).__name__}: {first_line}); it "
+            "may be truncated or corrupt, or not a torch checkpoint"
         ) from exc
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
@@ -265,6 +345,13 @@ class ShardedStore(TensorStore):
     def names(self) -> list[str]:
         return list(self._where)
 
+    @property
+    def tied(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for store in self._shards.values():
+            out.update({k: v for k, v in store.tied.items() if self._where.get(k) is store})
+        return out
+
     def shape(self, name: str) -> tuple[int, ...]:
         return self._where[name].shape(name)
 
@@ -278,11 +365,23 @@ class ShardedStore(TensorStore):
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A file that starts like a safetensors file: 8-byte header length, then ``{"``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(10)
+    except OSError:
+        return False
+    return len(head) == 10 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little")
+
+
 def open_weight_file(path: Path) -> TensorStore:
     """Open one weight file by its extension (safetensors is also sniffed by content)."""
     if path.suffix == ".safetensors":
         return SafetensorsStore(path)
     if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        if _looks_like_safetensors(path):  # some tools write safetensors under .bin
+            return SafetensorsStore(path)
         return TorchFileStore(path)
     raise SourceError(
         f"{path}: unknown weight format {path.suffix!r}; explorer reads .safetensors, "
