@@ -1,5 +1,6 @@
 """The layer browser in a real JupyterLab: it draws, the slider moves Python, Python moves it."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ expect = pytest.importorskip("playwright.sync_api").expect
 
 pytestmark = pytest.mark.browser
 BUNDLE = Path(__file__).resolve().parents[2] / "explorer" / "static" / "layer_browser.js"
-if not BUNDLE.is_file():
+if not BUNDLE.is_file() and not os.environ.get("CI"):  # in CI a missing bundle fails
     pytest.skip("JS bundle not built: run scripts/setup", allow_module_level=True)
 
 SETUP = """\
