@@ -17,6 +17,7 @@ from explorer.errors import (
 )
 from explorer.probe import Probe
 from explorer.sources import Checkpoint, PairedLayers, load, pair
+from explorer.spectra import spectra
 
 __version__ = "0.1.0"
 
@@ -47,4 +48,5 @@ __all__ = [
     "capture",
     "load",
     "pair",
+    "spectra",
 ]
