@@ -169,12 +169,8 @@ def _build_digits(out: Path, noisy: bool) -> None:
         model = mlp(DIGITS_WIDTHS)  # the same initialisation for the clean and the noisy run
         loss = fit(model, d.x_train, labels, **_fit_args(_DIGITS))
     meta.update(
-        final_train_loss=loss,
-        train_accuracy=accuracy(model, d.x_train, labels),
+        _fit_summary(model, loss, (d.x_train, labels), (d.x_test, d.y_test)),
         train_accuracy_true_labels=accuracy(model, d.x_train, d.y_train),
-        test_accuracy=accuracy(model, d.x_test, d.y_test),
-        parameters=n_params(model),
-        trainable_parameters=n_params(model, trainable_only=True),
     )
     _save(out, model.state_dict(), meta, start)
 
@@ -187,13 +183,8 @@ def _build_base(out: Path) -> None:
         model = mlp(BASE_WIDTHS)
         loss = fit(model, d.x_train, d.y_train, **_fit_args(_BASE))
     meta.update(
-        final_train_loss=loss,
-        train_accuracy=accuracy(model, d.x_train, d.y_train),
-        test_accuracy=accuracy(model, d.x_test, d.y_test),
-        test_accuracy_base_task=accuracy(model, d.x_test, d.y_test),
-        test_accuracy_shifted_task=accuracy(model, s.x_test, s.y_test),
-        parameters=n_params(model),
-        trainable_parameters=n_params(model, trainable_only=True),
+        _fit_summary(model, loss, (d.x_train, d.y_train), (d.x_test, d.y_test)),
+        **_task_accuracies(model, d, s),
     )
     _save(out, model.state_dict(), meta, start)
 
@@ -216,13 +207,8 @@ def _build_full(out: Path, base_path: Path) -> None:
         model.load_state_dict(base_state)
         loss = fit(model, s.x_train, s.y_train, **_fit_args(_FULL))
     meta.update(
-        final_train_loss=loss,
-        train_accuracy=accuracy(model, s.x_train, s.y_train),
-        test_accuracy=accuracy(model, s.x_test, s.y_test),
-        test_accuracy_shifted_task=accuracy(model, s.x_test, s.y_test),
-        test_accuracy_base_task=accuracy(model, d.x_test, d.y_test),
-        parameters=n_params(model),
-        trainable_parameters=n_params(model, trainable_only=True),
+        _fit_summary(model, loss, (s.x_train, s.y_train), (s.x_test, s.y_test)),
+        **_task_accuracies(model, d, s),
     )
     _save(out, model.state_dict(), meta, start)
 
@@ -259,13 +245,10 @@ def _build_lora(out: Path, base_path: Path) -> None:
         "lora_target_modules": targets,
         "modules_to_save": [head],
         "peft_version": peft.__version__,
-        "final_train_loss": loss,
-        "train_accuracy": accuracy(tuned, s.x_train, s.y_train),
-        "test_accuracy": accuracy(tuned, s.x_test, s.y_test),
-        "test_accuracy_shifted_task": accuracy(tuned, s.x_test, s.y_test),
-        "test_accuracy_base_task": accuracy(tuned, d.x_test, d.y_test),
+        **_fit_summary(tuned, loss, (s.x_train, s.y_train), (s.x_test, s.y_test)),
+        **_task_accuracies(tuned, d, s),
+        # the adapted model's own size (the summary's count includes the LoRA factors)
         "parameters": sum(t.numel() for t in base_state.values()),
-        "trainable_parameters": n_params(tuned, trainable_only=True),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -274,6 +257,25 @@ def _build_lora(out: Path, base_path: Path) -> None:
     if readme.exists():
         readme.unlink()
     _write_meta(out, meta, start)
+
+
+def _fit_summary(model, loss: float, train: tuple, test: tuple) -> dict:
+    """Meta fields every trained demo model carries: loss, accuracies, parameter counts."""
+    return {
+        "final_train_loss": loss,
+        "train_accuracy": accuracy(model, *train),
+        "test_accuracy": accuracy(model, *test),
+        "parameters": n_params(model),
+        "trainable_parameters": n_params(model, trainable_only=True),
+    }
+
+
+def _task_accuracies(model, digits, shifted) -> dict:
+    """Test accuracy on the base task (digits) and on the shifted task (turned digits)."""
+    return {
+        "test_accuracy_base_task": accuracy(model, digits.x_test, digits.y_test),
+        "test_accuracy_shifted_task": accuracy(model, shifted.x_test, shifted.y_test),
+    }
 
 
 def _import_peft():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -236,7 +235,3 @@ class Checkpoint:
             f"Checkpoint({self.name!r}, family={self.family!r}, blocks={self.n_blocks}, "
             f"matrices={len(self.entries)}, source={self.source!r})"
         )
-
-
-def path_name(path: Path) -> str:
-    return path.name or str(path)
