@@ -7,6 +7,7 @@
 
 from explorer.activations import Activations
 from explorer.capture import capture
+from explorer.compare import Comparison, compare
 from explorer.errors import (
     BundleMissingError,
     DeviceError,
@@ -16,6 +17,7 @@ from explorer.errors import (
     SourceError,
 )
 from explorer.probe import Probe
+from explorer.similarity import similarity
 from explorer.sources import Checkpoint, PairedLayers, load, pair
 from explorer.spectra import spectra
 
@@ -37,6 +39,7 @@ __all__ = [
     "Activations",
     "BundleMissingError",
     "Checkpoint",
+    "Comparison",
     "DeviceError",
     "ExplorerError",
     "LayerBrowser",
@@ -46,7 +49,9 @@ __all__ = [
     "ProbeError",
     "SourceError",
     "capture",
+    "compare",
     "load",
     "pair",
+    "similarity",
     "spectra",
 ]

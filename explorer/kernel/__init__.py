@@ -2,6 +2,7 @@
 
 from explorer.kernel.device import resolve_device
 from explorer.kernel.powerlaw import PowerLawFit, fit_powerlaw
+from explorer.kernel.similarity import cka
 from explorer.kernel.spectra import (
     alpha_weighted,
     condition,
@@ -18,10 +19,23 @@ from explorer.kernel.spectra import (
     singular_values,
     stable_rank,
 )
+from explorer.kernel.subspaces import (
+    intruder_cosines,
+    intruder_dimensions,
+    orthonormal_basis,
+    principal_angles,
+    singular_vectors,
+    subspace_overlap,
+    task_vector_cosines,
+    update_energy,
+    update_in_basis,
+    update_spectrum,
+)
 
 __all__ = [
     "PowerLawFit",
     "alpha_weighted",
+    "cka",
     "condition",
     "effective_rank",
     "energy_top_k",
@@ -29,12 +43,22 @@ __all__ = [
     "fit_powerlaw",
     "gram",
     "gram_resolved",
+    "intruder_cosines",
+    "intruder_dimensions",
     "mp_edge",
     "n_spikes",
     "numerical_rank",
+    "orthonormal_basis",
     "participation_ratio",
+    "principal_angles",
     "rankme",
     "resolve_device",
     "singular_values",
+    "singular_vectors",
     "stable_rank",
+    "subspace_overlap",
+    "task_vector_cosines",
+    "update_energy",
+    "update_in_basis",
+    "update_spectrum",
 ]
