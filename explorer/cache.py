@@ -1,0 +1,224 @@
+"""A content-keyed disk cache of analysis results: arrays in safetensors files, never pickles.
+
+Keys are SHA-256 digests of everything a result depends on (:func:`key`): the bytes, dtype and
+shape of the input tensors or arrays, the SHA-256 of input files, the parameters (as canonical
+JSON) and explorer's version. An entry is one ``<root>/<key[:2]>/<key>.safetensors`` file holding
+the result's arrays, with a JSON header that records the key, the result's metadata and the
+SHA-256 of the array bytes:
+
+* writes go to a temporary file in the same directory, are flushed to disk and renamed into place
+  with ``os.replace``, so a reader sees the old entry or the complete new one, never a half file
+  (a process killed mid-write leaves only a ``*.tmp`` file, which no lookup reads);
+* every read recomputes the checksum; an entry that does not parse or does not match is deleted
+  and reported as a miss, so the caller recomputes it — a corrupt entry is never trusted;
+* the total size is capped (default 2 GiB): after a write, the least recently used entries (by
+  modification time, refreshed on every hit) are removed until the cache fits.
+
+The cache lives in ``$EXPLORER_CACHE/results`` if that variable is set, else
+``~/.cache/explorer/results`` (``$XDG_CACHE_HOME`` replaces ``~/.cache``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["Cache", "cache_root", "digest", "key"]
+
+_FORMAT = "explorer.result/1"
+_SUFFIX = ".safetensors"
+DEFAULT_MAX_BYTES = 2 << 30
+
+
+def cache_root() -> Path:
+    """``$EXPLORER_CACHE``, else ``$XDG_CACHE_HOME/explorer``, else ``~/.cache/explorer``."""
+    root = os.environ.get("EXPLORER_CACHE")
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "explorer"
+
+
+def digest(value) -> str:
+    """SHA-256 (hex) of a tensor's or array's dtype, shape and bytes, or of a file's bytes."""
+    h = hashlib.sha256()
+    if isinstance(value, str | os.PathLike):
+        h.update(b"file:")
+        with open(value, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"torch:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        return h.hexdigest()
+    a = np.ascontiguousarray(value)
+    if a.dtype.hasobject:
+        raise TypeError("object arrays cannot be digested: convert them to strings or numbers")
+    h.update(f"numpy:{a.dtype.str}:{a.shape}:".encode())
+    h.update(memoryview(a.reshape(-1).view(np.uint8)))
+    return h.hexdigest()
+
+
+def key(*parts) -> str:
+    """The cache key of a result: SHA-256 over the parts and explorer's version.
+
+    A tensor or array part contributes its :func:`digest`; a :class:`pathlib.Path` the digest of
+    the file's bytes; anything else its canonical JSON (sorted keys; tuples as lists), so
+    ``{"k": 10, "seed": 0}`` and ``{"seed": 0, "k": 10}`` give the same key.
+    """
+    import explorer
+
+    h = hashlib.sha256(f"explorer {explorer.__version__}".encode())
+    for part in parts:
+        if isinstance(part, torch.Tensor | np.ndarray | Path):
+            h.update(b"\x00d" + digest(part).encode())
+        else:
+            h.update(b"\x00j" + json.dumps(part, sort_keys=True, default=_json).encode())
+    return h.hexdigest()
+
+
+def _json(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value)
+    raise TypeError(f"cannot use a {type(value).__name__} in a cache key: pass its digest()")
+
+
+class Cache:
+    """Results on disk, keyed by content. ``get`` returns ``(arrays, meta)`` or ``None``.
+
+    Parameters
+    ----------
+    root : path, optional
+        Directory of the entries (default ``cache_root() / "results"``, looked up at each use).
+    max_bytes : int
+        Size cap of all entries together; least recently used entries go first.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
+        self._root = Path(root) if root is not None else None
+        self.max_bytes = int(max_bytes)
+
+    @property
+    def root(self) -> Path:
+        """The directory (the default follows ``$EXPLORER_CACHE`` at each use)."""
+        return self._root if self._root is not None else cache_root() / "results"
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}{_SUFFIX}"
+
+    def get(self, key: str) -> tuple[dict[str, np.ndarray], dict] | None:
+        """The entry's arrays and metadata, or ``None`` if absent or corrupt (then it is removed)."""
+        from safetensors.numpy import load
+
+        path = self.path(key)
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        try:
+            header = _header(raw)
+            arrays = load(raw)
+            ok = (
+                header.get("format") == _FORMAT
+                and header.get("key") == key
+                and header.get("sha256") == _checksum(arrays)
+            )
+        except Exception:  # noqa: BLE001 - anything unreadable is a miss, never an error
+            ok = False
+        if not ok:
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        return arrays, header.get("meta", {})
+
+    def put(self, key: str, arrays: Mapping[str, np.ndarray], meta: dict | None = None) -> Path:
+        """Store ``arrays`` (numeric numpy arrays or tensors) and JSON-able ``meta`` atomically."""
+        from safetensors.numpy import save
+
+        arrays = {k: _array(k, v) for k, v in arrays.items()}
+        header = {"format": _FORMAT, "key": key, "sha256": _checksum(arrays), "meta": meta or {}}
+        data = save(arrays, metadata={"explorer": json.dumps(header, default=_json)})
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._evict()
+        return path
+
+    def entries(self) -> list[Path]:
+        return sorted(self.root.glob(f"*/*{_SUFFIX}")) if self.root.exists() else []
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(_size(p) for p in self.entries())
+
+    def clear(self) -> None:
+        """Remove every entry and every temporary file left by an interrupted write."""
+        if not self.root.exists():
+            return
+        for p in [*self.root.glob(f"*/*{_SUFFIX}"), *self.root.glob("*/*.tmp")]:
+            p.unlink(missing_ok=True)
+
+    def _evict(self) -> None:
+        stats = []
+        for p in self.entries():
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            stats.append((st.st_mtime, st.st_size, p))
+        total = sum(s for _, s, _ in stats)
+        for _, size, p in sorted(stats, key=lambda s: s[0]):
+            if total <= self.max_bytes:
+                break
+            p.unlink(missing_ok=True)
+            total -= size
+
+
+def _array(name: str, value) -> np.ndarray:
+    a = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"cannot cache {name!r} of dtype {a.dtype}: only numeric arrays")
+    return np.ascontiguousarray(a)
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}:".encode())
+        h.update(memoryview(a.reshape(-1).view(np.uint8)))
+    return h.hexdigest()
+
+
+def _header(raw: bytes) -> dict:
+    n = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8 : 8 + n]).get("__metadata__", {})
+    return json.loads(meta["explorer"])
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0

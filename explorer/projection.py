@@ -1,0 +1,434 @@
+"""``ex.project(acts)``: 2-D (or 3-D) layouts of the probe points at every depth, aligned across depth.
+
+Each depth is laid out on its own (PCA, UMAP or t-SNE) as a job, one depth at a time, so a view
+fills in as depths finish and a cached depth is read back instead of recomputed. With
+``align=True`` depth ``d_i``'s layout is then moved rigidly onto the (aligned) layout of the
+depth before it by orthogonal Procrustes (Schönemann 1966; rotation/reflection and translation,
+no scaling), so scrubbing from one depth to the next moves the points as little as a rigid motion
+can: the summed squared displacement is minimal, and never more than without alignment.
+
+Quality per depth (REFERENCES.md, "Projections"): trustworthiness (Venna & Kaski 2001, via
+``sklearn.manifold.trustworthiness``) of the layout against the full space, and the leave-one-out
+k-NN label accuracy in the full space and in the layout.
+
+A quick first picture: ``project(acts, "pca")`` takes milliseconds; start
+``project(acts, "umap", background=True)`` next and replace the picture as its depths arrive
+(``.job.on_part``). UMAP (umap-learn) compiles with numba on its first call in a process (~20 s;
+~50 s more from 4096 points on, for pynndescent); numba's on-disk cache is pointed at
+``<explorer cache>/numba`` unless ``NUMBA_CACHE_DIR`` is set, so later sessions reuse the code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from explorer.activations import Activations
+from explorer.cache import cache_root, digest, key
+from explorer.jobs import Job, JobEngine, default_engine
+from explorer.kernel.device import resolve_device
+from explorer.kernel.projection import displacement, pca, procrustes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
+
+METHODS = ("pca", "umap", "tsne")
+_KEY_FORMAT = "explorer.project/1"
+
+
+def project(
+    acts: Activations,
+    method: str = "pca",
+    *,
+    align: bool = True,
+    n_components: int = 2,
+    seed: int = 0,
+    depths: Sequence[int] | None = None,
+    labels: str | np.ndarray | None = "label",
+    init_previous: bool = False,
+    device: str | torch.device | None = "auto",
+    cache: bool = True,
+    engine: JobEngine | None = None,
+    background: bool = False,
+    **options: Any,
+) -> Projection:
+    """Lay out the points of every depth in 2-D (or 3-D) and align the layouts across depth.
+
+    Parameters
+    ----------
+    acts : Activations
+        ``acts[depth]`` is an (N, D) tensor; the same N points at every depth.
+    method : {"pca", "umap", "tsne"}
+        ``"pca"``: :func:`explorer.kernel.pca` on ``device`` (centred; exact eigendecomposition
+        of the covariance, randomised SVD for large D; explained variance recorded). ``"umap"``:
+        ``umap.UMAP`` (McInnes et al. 2018). ``"tsne"``: ``sklearn.manifold.TSNE`` (van der Maaten
+        & Hinton 2008) with perplexity ``min(30, (N - 1) / 3)``. Both on the CPU in float32.
+    align : bool
+        Procrustes-align each depth onto the previous one (``coords``); ``raw`` keeps the layouts
+        as computed.
+    n_components : {2, 3}
+    seed : int
+        Seeds UMAP, t-SNE and the randomised PCA; part of the result's provenance.
+    depths : sequence of int, optional
+        Default: every captured depth, in order.
+    labels : str or array, optional
+        Labels for the k-NN accuracy of :meth:`Projection.quality`: a name in ``acts.labels``
+        (default ``"label"``, ignored if absent) or one value per point.
+    init_previous : bool
+        UMAP and t-SNE only: start each depth from the previous depth's layout (raw), instead of a
+        spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order.
+    device : "auto", "cpu", "cuda", ...
+        Where PCA runs.
+    cache : bool
+        Read and write each depth's layout in the engine's disk cache, keyed by the depth's bytes,
+        the method, its options, the seed and explorer's version.
+    engine : JobEngine, optional
+        Where the job runs (default: :func:`explorer.jobs.default_engine`).
+    background : bool
+        Return at once; the Projection fills in as depths finish (``.job`` has progress, cancel
+        and callbacks). Otherwise wait, and raise :class:`explorer.jobs.JobError` naming the
+        depths that failed.
+    **options
+        Passed to the method: ``solver`` for PCA, ``n_neighbors``/``min_dist``/... for UMAP,
+        ``perplexity``/``max_iter``/... for t-SNE.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if n_components not in (2, 3):
+        raise ValueError(f"n_components must be 2 or 3, got {n_components}")
+    if init_previous and method == "pca":
+        raise ValueError("init_previous applies to 'umap' and 'tsne' only")
+    depths = list(acts.depths if depths is None else depths)
+    missing = [d for d in depths if d not in acts.depths]
+    if missing:
+        raise KeyError(f"depths {missing} were not captured; captured: {acts.depths}")
+    dev = resolve_device(device)
+    proj = Projection(acts, method, depths, n_components, seed, align, labels, options)
+
+    def layout(depth: int) -> dict[str, np.ndarray]:
+        init = proj._previous(depth, proj.raw) if init_previous else None
+        return _layout(acts[depth], method, n_components, seed, dev, init, options)
+
+    def layer_key(depth: int) -> str:
+        chain = depths[: depths.index(depth) + 1] if init_previous else [depth]
+        params = {"method": method, "k": n_components, "seed": seed, "options": options}
+        params["init_previous"] = init_previous
+        return key(_KEY_FORMAT, params, [digest(acts[d]) for d in chain])
+
+    engine = engine or default_engine()
+    proj.job = engine.submit(
+        layout,
+        depths,
+        key=layer_key if cache else None,
+        name=f"project:{method}",
+        on_part=proj._add,
+    )
+    if not background:
+        proj.job.result()
+    return proj
+
+
+class Projection:
+    """Layouts of the same points at several depths (see :func:`project`).
+
+    Attributes
+    ----------
+    coords : dict of int -> (N, k) float32
+        The layouts shown: aligned across depth if ``align``, else the raw ones.
+    raw : dict of int -> (N, k) float32
+        Each depth's layout as the method returned it.
+    explained_variance_ratio : dict of int -> (k,)
+        PCA only: ``lambda_j / tr(C)`` per depth.
+    depths, method, n_components, seed, align, options
+        What was asked (provenance).
+    job : explorer.jobs.Job
+        The job that computes it: progress, cancel, callbacks.
+    """
+
+    def __init__(self, acts, method, depths, n_components, seed, align, labels, options):
+        self.acts = acts
+        self.method = method
+        self.depths = list(depths)
+        self.n_components = n_components
+        self.seed = seed
+        self.align = align
+        self.options = dict(options)
+        self.labels = _labels(acts, labels)
+        self.coords: dict[int, np.ndarray] = {}
+        self.raw: dict[int, np.ndarray] = {}
+        self.explained_variance_ratio: dict[int, np.ndarray] = {}
+        self.job: Job | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Projection({self.method!r}, depths={self.depths}, n_points={self.acts.n_points}, "
+            f"n_components={self.n_components}, align={self.align}, done={len(self.coords)})"
+        )
+
+    def _add(self, depth: int, layout: dict[str, np.ndarray]) -> None:
+        """A depth arrived (depths arrive in order): keep it, aligned onto the previous one."""
+        raw = np.asarray(layout["coords"], dtype=np.float32)
+        self.raw[depth] = raw
+        if "explained_variance_ratio" in layout:
+            self.explained_variance_ratio[depth] = np.asarray(layout["explained_variance_ratio"])
+        target = self._previous(depth, self.coords) if self.align else None
+        self.coords[depth] = raw if target is None else procrustes(raw, target)
+
+    def _previous(self, depth: int, layouts: dict[int, np.ndarray]) -> np.ndarray | None:
+        """The layout of the nearest earlier depth that is in (a failed depth is skipped)."""
+        earlier = [d for d in self.depths[: self.depths.index(depth)] if d in layouts]
+        return layouts[earlier[-1]] if earlier else None
+
+    def wait(self, timeout: float | None = None) -> Projection:
+        """Block until every depth is in (raises :class:`explorer.jobs.JobError` on failures)."""
+        self.job.result(timeout)
+        return self
+
+    def array(self) -> np.ndarray:
+        """The finished layouts as one float32 array ``[depth, N, k]`` (in ``depths`` order)."""
+        return np.stack([self.coords[d] for d in self.depths if d in self.coords])
+
+    @property
+    def displacement(self) -> pd.DataFrame:
+        """Mean point displacement ``(1/N) sum_i ||y_i(d) - y_i(d')||`` from the previous depth
+        ``d'`` to ``d``, for the raw and the aligned layouts; ``.attrs`` holds their means."""
+        import pandas as pd
+
+        rows = []
+        done = [d for d in self.depths if d in self.coords]
+        for prev, d in zip(done, done[1:], strict=False):
+            rows.append(
+                {
+                    "depth": d,
+                    "previous_depth": prev,
+                    "unaligned": displacement(self.raw[d], self.raw[prev]),
+                    "aligned": displacement(self.coords[d], self.coords[prev]),
+                }
+            )
+        df = pd.DataFrame(rows, columns=["depth", "previous_depth", "unaligned", "aligned"])
+        df.attrs = {
+            "unaligned": float(df.unaligned.mean()) if len(df) else float("nan"),
+            "aligned": float(df.aligned.mean()) if len(df) else float("nan"),
+            "method": self.method,
+            "align": self.align,
+        }
+        return df
+
+    def frame(self) -> pd.DataFrame:
+        """Tidy coordinates: one row per (depth, point) with ``x``, ``y`` (``z``) and the labels."""
+        import pandas as pd
+
+        names = ["x", "y", "z"][: self.n_components]
+        parts = []
+        for d in self.depths:
+            if d not in self.coords:
+                continue
+            part = pd.DataFrame(self.coords[d], columns=names)
+            part.insert(0, "point", np.arange(len(part)))
+            part.insert(0, "depth", d)
+            for name, values in self.acts.labels.items():
+                if values.ndim == 1:
+                    part[name] = values
+            parts.append(part)
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
+        df.attrs = self._provenance()
+        return df
+
+    def quality(
+        self, k: Sequence[int] = (5, 10, 15), knn_k: int = 10, max_points: int = 5000
+    ) -> pd.DataFrame:
+        """Per depth: trustworthiness of the layout at each neighbourhood size ``k`` (Venna &
+        Kaski 2001; ``sklearn.manifold.trustworthiness``), the leave-one-out ``knn_k``-NN label
+        accuracy in the full space and in the layout (:func:`explorer.kernel.knn_accuracy`), the
+        displacement from the previous depth (raw, aligned) and, for PCA, the explained variance
+        of the shown components. Above ``max_points`` points a seeded random subset is scored
+        (trustworthiness holds an N x N distance matrix)."""
+        import pandas as pd
+        from sklearn.manifold import trustworthiness
+
+        from explorer.kernel.neighbors import knn_accuracy
+
+        n = self.acts.n_points
+        rng = np.random.default_rng(self.seed)
+        keep = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else None
+        disp = self.displacement.set_index("depth")
+        rows = []
+        for d in self.depths:
+            if d not in self.coords:
+                continue
+            full = self.acts[d].detach().cpu().to(torch.float32).numpy()
+            low = self.coords[d]
+            lab = self.labels
+            if keep is not None:
+                full, low = full[keep], low[keep]
+                lab = None if lab is None else lab[keep]
+            row = {"depth": d, "n_points": len(low)}
+            for kk in k:
+                row[f"trustworthiness_{kk}"] = float(trustworthiness(full, low, n_neighbors=kk))
+            if lab is not None:
+                row["knn_accuracy_full"] = knn_accuracy(full, lab, k=knn_k)
+                row["knn_accuracy_layout"] = knn_accuracy(low, lab, k=knn_k)
+            row["displacement_unaligned"] = disp.unaligned.get(d, np.nan)
+            row["displacement_aligned"] = disp.aligned.get(d, np.nan)
+            if d in self.explained_variance_ratio:
+                row["explained_variance"] = float(self.explained_variance_ratio[d].sum())
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        df.attrs = {**self._provenance(), "k": list(k), "knn_k": knn_k}
+        return df
+
+    def _provenance(self) -> dict:
+        return {
+            "method": self.method,
+            "n_components": self.n_components,
+            "seed": self.seed,
+            "align": self.align,
+            "options": self.options,
+            "n_points": self.acts.n_points,
+            "source": self.acts.meta.get("checkpoint"),
+        }
+
+
+class ProjectionPair:
+    """Two checkpoints' layouts of the same points, ``b`` aligned onto ``a`` at each depth.
+
+    Attributes
+    ----------
+    a, b : Projection
+        ``a`` is aligned across depth (if asked); ``b.coords[d]`` is ``b.raw[d]``
+        Procrustes-aligned onto ``a.coords[d]``, so the two pictures can be read side by side.
+    names : tuple of str
+    """
+
+    def __init__(self, a: Projection, b: Projection, names: tuple[str, str]):
+        self.a, self.b, self.names = a, b, names
+
+    def __repr__(self) -> str:
+        return f"ProjectionPair({self.names[0]!r}, {self.names[1]!r}, {self.a.method!r})"
+
+    @property
+    def displacement(self) -> pd.DataFrame:
+        """Per depth, mean displacement between the two checkpoints' layouts of each point, before
+        (``b.raw`` vs ``a.coords``) and after aligning ``b`` onto ``a``."""
+        import pandas as pd
+
+        rows = [
+            {
+                "depth": d,
+                "unaligned": displacement(self.b.raw[d], self.a.coords[d]),
+                "aligned": displacement(self.b.coords[d], self.a.coords[d]),
+            }
+            for d in self.a.depths
+        ]
+        return pd.DataFrame(rows, columns=["depth", "unaligned", "aligned"])
+
+    def frame(self) -> pd.DataFrame:
+        """Both tidy frames with a ``checkpoint`` column first."""
+        import pandas as pd
+
+        parts = []
+        for name, p in zip(self.names, (self.a, self.b), strict=True):
+            f = p.frame()
+            f.insert(0, "checkpoint", name)
+            parts.append(f)
+        return pd.concat(parts, ignore_index=True)
+
+
+def project_pair(
+    acts_a: Activations, acts_b: Activations, method: str = "pca", **kwargs: Any
+) -> ProjectionPair:
+    """Project two captures of the same probe (two checkpoints) and align ``b`` onto ``a``.
+
+    Each is laid out by :func:`project` (same ``method`` and keywords; ``a`` aligned across depth
+    if ``align``); then at every depth ``b``'s raw layout is moved rigidly onto ``a``'s by
+    orthogonal Procrustes, so points that sit alike in both checkpoints sit at the same place.
+    """
+    if acts_a.n_points != acts_b.n_points:
+        raise ValueError(
+            f"the two captures hold {acts_a.n_points} and {acts_b.n_points} points: "
+            "capture the same probe with both checkpoints"
+        )
+    kwargs.pop("background", None)
+    a = project(acts_a, method, **kwargs)
+    b = project(acts_b, method, **kwargs)
+    for d in a.depths:
+        b.coords[d] = procrustes(b.raw[d], a.coords[d])
+    names = (
+        str(acts_a.meta.get("checkpoint") or "a"),
+        str(acts_b.meta.get("checkpoint") or "b"),
+    )
+    if names[0] == names[1]:
+        names = (f"{names[0]} (a)", f"{names[1]} (b)")
+    return ProjectionPair(a, b, names)
+
+
+# -- one depth ----------------------------------------------------------------------------------
+def _layout(x, method, n_components, seed, device, init, options) -> dict[str, np.ndarray]:
+    if method == "pca":
+        r = pca(x.to(device), n_components, seed=seed, **options)
+        return {
+            "coords": r.coords.cpu().numpy(),
+            "explained_variance_ratio": r.explained_variance_ratio.cpu().numpy(),
+        }
+    data = x.detach().cpu().to(torch.float32).numpy()
+    if method == "tsne":
+        return {"coords": _tsne(data, n_components, seed, init, options)}
+    return {"coords": _umap(data, n_components, seed, init, options)}
+
+
+def _tsne(data, n_components, seed, init, options) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    n = len(data)
+    params = {"perplexity": min(30.0, (n - 1) / 3.0 - 1e-6), "init": "pca", "random_state": seed}
+    if init is not None:
+        # sklearn's own PCA initialisation is scaled to a standard deviation of 1e-4; do the same
+        params["init"] = (init - init.mean(0)) / init[:, 0].std() * 1e-4
+    params.update(options)
+    return TSNE(n_components, **params).fit_transform(data).astype(np.float32)
+
+
+def _umap(data, n_components, seed, init, options) -> np.ndarray:
+    umap = import_umap()
+    params = {"n_neighbors": min(15, len(data) - 1), "random_state": seed, "n_jobs": 1}
+    if init is not None:
+        params["init"] = init
+    params.update(options)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
+        return umap.UMAP(n_components=n_components, **params).fit_transform(data).astype(np.float32)
+
+
+def import_umap():
+    """Import umap-learn with numba's on-disk cache in ``<explorer cache>/numba`` (unless
+    ``NUMBA_CACHE_DIR`` is already set), so compiled code is reused by later sessions."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        os.environ["NUMBA_CACHE_DIR"] = str(cache_root() / "numba")
+        if "numba" in sys.modules:
+            sys.modules["numba"].core.config.reload_config()
+    import umap
+
+    return umap
+
+
+def _labels(acts: Activations, labels) -> np.ndarray | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        if labels not in acts.labels:
+            if labels == "label":
+                return None
+            raise KeyError(f"no labels {labels!r}; the capture has {list(acts.labels)}")
+        return acts.labels[labels]
+    values = np.asarray(labels)
+    if len(values) != acts.n_points:
+        raise ValueError(f"{len(values)} labels for {acts.n_points} points")
+    return values
