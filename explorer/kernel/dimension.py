@@ -199,20 +199,34 @@ def _gride_solve(log_mu: torch.Tensor, n1: int, n2: int) -> float:
     if n < 2:
         return float("nan")
     s_log = float(log_mu.sum())
-    lm = log_mu.cpu().numpy()
-
-    def score(d: float) -> float:
-        tail = (n2 - n1 - 1) * np.sum(lm / -np.expm1(-d * lm)) if n2 - n1 > 1 else 0.0
-        return (n - 1) / d + tail - (n2 - 1) * s_log
-
     if n2 - n1 == 1:  # closed form: (n - 1) / ((n2 - 1) * sum log mu)
         return (n - 1) / ((n2 - 1) * s_log)
-    from scipy.optimize import brentq
+    lm = log_mu.cpu().numpy()
+    c = n2 - n1 - 1
 
-    hi = 1.0
-    while score(hi) > 0:
-        hi *= 2
-    return float(brentq(score, 1e-8, hi, xtol=1e-12, rtol=1e-12))
+    def score(d: float) -> tuple[float, float]:
+        e = -np.expm1(-d * lm)
+        slope = -(n - 1) / d**2 - c * np.sum((lm / (2 * np.sinh(d * lm / 2))) ** 2)
+        return (n - 1) / d + c * np.sum(lm / e) - (n2 - 1) * s_log, slope
+
+    # the score falls from +inf (d -> 0) to -n1 sum log mu (d -> inf): one root; Newton's method
+    # kept inside a bracket that bisection shrinks whenever a step would leave it
+    lo, hi = 0.0, 1.0
+    while score(hi)[0] > 0:
+        lo, hi = hi, 2 * hi
+    d = (lo + hi) / 2
+    for _ in range(200):
+        f, df = score(d)
+        if f > 0:
+            lo = d
+        else:
+            hi = d
+        step = d - f / df
+        new = step if lo < step < hi else (lo + hi) / 2
+        if abs(new - d) <= 1e-13 * d:
+            return float(new)
+        d = new
+    return float(d)
 
 
 def _gride(dist: torch.Tensor, scales: Sequence[int]) -> np.ndarray:

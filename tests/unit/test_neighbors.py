@@ -1,0 +1,80 @@
+"""Exact blocked kNN vs scikit-learn, duplicate detection, leave-one-out k-NN accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from explorer.kernel.neighbors import dedupe, find_duplicates, knn, knn_accuracy
+
+
+def _reference(x: np.ndarray, k: int):
+    return NearestNeighbors(n_neighbors=k).fit(x.astype(np.float64)).kneighbors()
+
+
+@pytest.mark.parametrize("n", [50, 1500, 2100])  # one tile, ragged tiles
+def test_knn_matches_sklearn_exactly(n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((n, 40)) * rng.uniform(0.5, 3, 40) + 7).astype(np.float32)
+    d, i = knn(x, 12)
+    dr, ir = _reference(x, 12)
+    assert d.dtype == torch.float32 and i.dtype == torch.int64 and d.shape == (n, 12)
+    np.testing.assert_allclose(d.numpy(), dr, rtol=2e-6, atol=1e-6)
+    assert (i.numpy() == ir).mean() > 0.999  # only exact ties may differ
+    assert (np.diff(d.numpy(), axis=1) >= 0).all()
+
+
+def test_knn_queries_float64_and_half():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((800, 30))
+    dr, ir = _reference(x, 5)
+    q = np.arange(0, 800, 9)
+    d, i = knn(torch.as_tensor(x), 5, queries=q)
+    assert d.dtype == torch.float64
+    np.testing.assert_allclose(d.numpy(), dr[q], rtol=1e-12)
+    np.testing.assert_array_equal(i.numpy(), ir[q])
+    d16, _ = knn(torch.as_tensor(x, dtype=torch.float16), 5)
+    assert d16.dtype == torch.float32
+
+
+def test_knn_bad_k():
+    with pytest.raises(ValueError, match="k must be between"):
+        knn(np.zeros((5, 2)), 5)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        knn(np.zeros(5), 1)
+
+
+def test_duplicates_exact_jittered_and_large_groups():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1000, 20)).astype(np.float32)
+    eps = np.finfo(np.float32).eps
+    jit = x[:100] * (1 + eps * rng.standard_normal((100, 20)).astype(np.float32))
+    copies = np.repeat(x[500:501], 30, axis=0)  # a group far larger than k + 1
+    data = np.concatenate([x, jit, copies])
+    first = find_duplicates(data)
+    assert first.n_duplicates > 100
+    dup = dedupe(data)
+    assert dup.n_duplicates == 130
+    assert dup.keep[:1000].all() and not dup.keep[1000:].any()
+    np.testing.assert_array_equal(dup.indices, np.arange(1000))
+    assert 0 < dup.tol < 1e-3
+    assert dedupe(x).n_duplicates == 0
+
+
+def test_knn_accuracy_leave_one_out():
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((3, 10)) * 20
+    y = np.repeat(np.arange(3), 40)
+    x = centres[y] + rng.standard_normal((120, 10))
+    assert knn_accuracy(x, y, 5) == 1.0
+    y_bad = rng.permutation(y)
+    ref = NearestNeighbors(n_neighbors=5).fit(x).kneighbors()[1]
+    votes = np.array([np.bincount(y_bad[r], minlength=3) for r in ref])
+    clear = np.sort(votes, 1)[:, -1] > np.sort(votes, 1)[:, -2]  # no tie
+    pred = votes.argmax(1)
+    ours = knn_accuracy(x, y_bad, 5)
+    assert abs(ours - np.mean(pred == y_bad)) <= np.mean(~clear)
+    with pytest.raises(ValueError, match="labels for"):
+        knn_accuracy(x, y[:-1])
