@@ -2,7 +2,7 @@
 // so nothing may be split into chunks). `node build.mjs --watch` rebuilds with inline sourcemaps.
 import * as esbuild from "esbuild";
 
-const VIEWS = ["layer_browser"];
+const VIEWS = ["layer_browser", "projection_view"];
 const watch = process.argv.includes("--watch");
 
 const options = {

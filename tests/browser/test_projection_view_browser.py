@@ -1,0 +1,235 @@
+"""The projection view in a real JupyterLab: WebGL draws, depth scrubs, the lasso reaches Python.
+
+Run with ``-s`` to see the depth-switch timings (also kept in test-artifacts/).
+"""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+Image = pytest.importorskip("PIL.Image")
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "explorer" / "static" / "projection_view.js"
+DOCS = REPO / "docs"
+if not BUNDLE.is_file() and not os.environ.get("CI"):  # in CI a missing bundle fails
+    pytest.skip("JS bundle not built: run scripts/setup", allow_module_level=True)
+
+# Two clusters that stay on their side at every depth: points 0..999 left of centre, 1000..1999
+# right; each depth moves them further apart and up or down, so every depth draws differently.
+SETUP = """\
+import numpy as np
+from explorer.widgets.projection_view import ProjectionView
+
+rng = np.random.default_rng(0)
+n = 2000
+coords = {}
+for d in range(4):
+    xy = rng.normal(scale=0.3, size=(n, 2)).astype(np.float32)
+    xy[:1000] += (-3 - d, 0.8 * d)
+    xy[1000:] += (3 + d, -0.8 * d)
+    coords[d] = xy
+labels = np.where(np.arange(n) < 1000, "left", "right")
+view = ProjectionView(coords, labels=labels, texts=[f"point {i}" for i in range(n)],
+                      title="two clusters, four depths")
+view"""
+CELLS = [
+    SETUP,
+    'print("depth", view.depth, "selected", len(view.selection), view.selection == list(range(1000)))',
+    "view.selection = list(range(1000, 1500))",
+]
+
+BENCH = """\
+import numpy as np
+from explorer.widgets.projection_view import ProjectionView
+
+rng = np.random.default_rng(1)
+base = rng.normal(size=(100_000, 2)).astype(np.float32)
+coords = {d: base @ np.array([[np.cos(d / 3), -np.sin(d / 3)], [np.sin(d / 3), np.cos(d / 3)]],
+                             dtype=np.float32) * (1 + d / 6) for d in range(12)}
+big = ProjectionView(coords, color_by=rng.integers(0, 10, 100_000), title="100k x 12")
+big"""
+
+RUN_CELL = """index => {
+  const notebook = window.jupyterapp.shell.currentWidget.content;
+  notebook.activeCellIndex = index;
+  return window.jupyterapp.commands.execute("notebook:run-cell");
+}"""
+KERNEL_READY = (
+    "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
+    "?.connectionStatus === 'connected'"
+)
+SWITCHES = (
+    "() => performance.getEntriesByName('explorer-projection-depth-switch').map(e => e.duration)"
+)
+
+
+def write_notebook(lab, name, cells):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": lab.kernel, "display_name": lab.kernel}
+    nbformat.write(notebook, lab.root / name)
+
+
+def open_notebook(page, lab, name, cells):
+    write_notebook(lab, name, cells)
+    page.goto(lab.notebook_url(name))
+    page.wait_for_function(KERNEL_READY, timeout=60_000)
+    page.evaluate(RUN_CELL, 0)
+
+
+def pixels(locator) -> np.ndarray:
+    """What the element shows on screen, RGB."""
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB")).astype(int)
+
+
+def painted(image: np.ndarray) -> int:
+    """Pixels that differ clearly from the background (the colour of the top-left corner)."""
+    return int((np.abs(image - image[2, 2]).sum(axis=2) > 60).sum())
+
+
+def wait_settled(page, root):
+    """Until no transition runs: the switch was measured and the 300 ms animation is over."""
+    page.wait_for_timeout(450)
+
+
+def python_says(page, output, expected, cell=1):
+    for _ in range(30):  # the front end debounces, so Python may see a change a moment later
+        page.evaluate(RUN_CELL, cell)
+        expect(output).to_contain_text("depth")
+        if output.inner_text().strip() == expected:
+            return
+        page.wait_for_timeout(150)
+    expect(output).to_have_text(expected)
+
+
+def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
+    open_notebook(page, lab, "projection_view.ipynb", CELLS)
+    root = page.locator(".explorer-pv")
+    plot = root.locator(".explorer-pv-plot")
+    slider = root.locator("input[type=range]")
+    expect(slider).to_be_visible(timeout=60_000)
+    expect(root).to_have_attribute("data-renderer", "webgl2")
+    expect(root.locator(".explorer-pv-depth")).to_have_text("depth 0")
+    expect(root.locator(".explorer-pv-legend-item")).to_have_text(["left", "right"])
+    wait_settled(page, root)
+    at0 = pixels(plot)
+    assert painted(at0) > 2000, "the WebGL canvas is blank"
+    # Left cluster left of centre, right cluster right: two colours on two sides.
+    half = at0.shape[1] // 2
+    assert painted(at0[:, : half - 5]) > 1000 and painted(at0[:, half + 5 :]) > 1000
+
+    # The slider moves the points; Python follows.
+    slider.fill("2")
+    expect(root).to_have_attribute("data-depth", "2")
+    expect(root.locator(".explorer-pv-depth")).to_have_text("depth 2")
+    wait_settled(page, root)
+    at2 = pixels(plot)
+    assert painted(np.abs(at2 - at0)) > 1000, "the points did not move with the slider"
+    output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
+    python_says(page, output, "depth 2 selected 0 False")
+
+    # Arrow keys on the focused view (JupyterLab must not take them for cell navigation).
+    root.locator(".explorer-pv-depth").click()
+    page.keyboard.press("ArrowRight")
+    expect(root).to_have_attribute("data-depth", "3")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    expect(root).to_have_attribute("data-depth", "0")
+    page.keyboard.press("ArrowRight")
+    expect(root).to_have_attribute("data-depth", "1")
+    wait_settled(page, root)
+    at1 = pixels(plot)
+    assert painted(np.abs(at1 - at2)) > 1000
+    python_says(page, output, "depth 1 selected 0 False")
+    timings = page.evaluate(SWITCHES)
+    assert len(timings) >= 6 and all(t > 0 for t in timings)
+
+    # Lasso (shift + drag) round the left half: exactly the left cluster comes back to Python.
+    box = plot.bounding_box()
+    x0, y0 = box["x"] + 4, box["y"] + 4
+    x1, y1 = box["x"] + box["width"] / 2 - 2, box["y"] + box["height"] - 4
+    page.keyboard.down("Shift")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    expect(root).to_have_attribute("data-selected", "1000")
+    expect(root.locator(".explorer-pv-count")).to_have_text("1,000 selected")
+    python_says(page, output, "depth 1 selected 1000 True")
+    page.wait_for_timeout(100)
+    lassoed = pixels(plot)
+
+    # Python selects half of the right cluster: the view redraws it.
+    page.evaluate(RUN_CELL, 2)
+    expect(root).to_have_attribute("data-selected", "500")
+    page.wait_for_timeout(200)
+    chosen = pixels(plot)
+    assert painted(np.abs(chosen - lassoed)) > 500, "the selection from Python was not drawn"
+
+    # Hover shows the point's text.
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2, steps=4)
+    for dx in range(0, 200, 8):  # find a point under the pointer
+        page.mouse.move(box["x"] + box["width"] * 0.62 + dx, box["y"] + box["height"] * 0.5)
+        page.wait_for_timeout(40)
+        if root.locator(".explorer-pv-tooltip").is_visible():
+            break
+    expect(root.locator(".explorer-pv-tooltip")).to_contain_text("point ")
+    page.mouse.move(box["x"] - 30, box["y"] - 30)
+
+    # Screenshots, light then dark; the dark one must be drawn on a dark background.
+    page.evaluate(RUN_CELL, 1)  # scroll nothing: keep the view in place
+    DOCS.mkdir(exist_ok=True)
+    root.screenshot(path=artifacts / "projection_view_light.png")
+    root.screenshot(path=DOCS / "projection-view-light.png")
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute("
+        "'apputils:change-theme', {theme: 'JupyterLab Dark'})"
+    )
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+    expect(root).not_to_have_css("background-color", "rgb(255, 255, 255)")
+    page.wait_for_timeout(500)
+    dark = pixels(plot)
+    assert dark[2, 2].sum() < 3 * 90, "the plot background stayed light"
+    assert painted(dark) > 2000, "nothing drawn in the dark theme"
+    root.screenshot(path=artifacts / "projection_view_dark.png")
+    root.screenshot(path=DOCS / "projection-view-dark.png")
+
+    assert outside_requests == []
+
+
+def test_depth_switch_100k_points(page, lab, artifacts):
+    """Depth switch -> the frame after the one that drew it, 100k points x 12 depths."""
+    open_notebook(page, lab, "projection_view_100k.ipynb", [BENCH])
+    root = page.locator(".explorer-pv")
+    expect(root.locator("input[type=range]")).to_be_visible(timeout=120_000)
+    expect(root).to_have_attribute("data-renderer", "webgl2")
+    page.wait_for_timeout(1000)
+    assert painted(pixels(root.locator(".explorer-pv-plot"))) > 5000
+    root.locator(".explorer-pv-depth").click()
+    for key in ["ArrowRight"] * 11 + ["ArrowLeft"] * 11:
+        page.keyboard.press(key)
+        page.wait_for_timeout(400)
+    expect(root).to_have_attribute("data-depth", "0")
+    timings = np.array(page.evaluate(SWITCHES))
+    assert len(timings) == 22
+    result = {
+        "points": 100_000,
+        "depths": 12,
+        "switches": len(timings),
+        "median_ms": round(float(np.median(timings)), 1),
+        "p95_ms": round(float(np.percentile(timings, 95)), 1),
+        "max_ms": round(float(timings.max()), 1),
+    }
+    (artifacts / "projection_view_depth_switch.json").write_text(json.dumps(result, indent=2))
+    print("\nprojection view depth switch:", json.dumps(result))
+    assert result["p95_ms"] < 1000

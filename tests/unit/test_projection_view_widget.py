@@ -1,0 +1,183 @@
+"""The projection view's Python side, headless: traits set as the front end would set them."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from ipywidgets.widgets.widget import _remove_buffers
+
+from explorer.widgets import projection_view
+from explorer.widgets.projection_view import (
+    ProjectionView,
+    ProjectionViewWidget,
+    array_from_payload,
+    array_payload,
+)
+
+
+def layouts(n=6, depths=(0, 1, 2), seed=0):
+    rng = np.random.default_rng(seed)
+    return {d: rng.normal(size=(n, 2)) for d in depths}
+
+
+def test_widget_is_built_on_first_display_only(monkeypatch):
+    built = []
+
+    class Spy(ProjectionViewWidget):
+        def __init__(self, **traits):
+            built.append(traits)
+            super().__init__(**traits)
+
+    monkeypatch.setattr(projection_view, "ProjectionViewWidget", Spy)
+    view = ProjectionView(layouts())
+    assert built == []
+    data, _ = view._repr_mimebundle_()
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == view.widget.model_id
+    view._repr_mimebundle_()
+    assert len(built) == 1
+
+
+def test_points_travel_as_one_binary_float32_buffer():
+    coords = layouts(n=5, depths=(3, 1, 2))
+    widget = ProjectionView(coords, labels=list("aabbc")).widget
+    state, paths, buffers = _remove_buffers(widget.get_state())
+    assert ["coords", "view"] in paths and ["label_codes", "view"] in paths
+    assert state["coords"] == {"dtype": "float32", "shape": [3, 5, 2]}
+    coords_buffer = buffers[paths.index(["coords", "view"])]
+    assert isinstance(coords_buffer, memoryview) and coords_buffer.nbytes == 3 * 5 * 2 * 4
+    # Depths in ascending order, each depth's layout in its slot, little-endian float32.
+    back = np.frombuffer(bytes(coords_buffer), dtype="<f4").reshape(3, 5, 2)
+    np.testing.assert_array_equal(back[0], coords[1].astype(np.float32))
+    np.testing.assert_array_equal(back[2], coords[3].astype(np.float32))
+    assert widget.depths == [1, 2, 3] and widget.n_depths == 3 and widget.depth == 1
+    assert state["label_codes"] == {"dtype": "uint32", "shape": [5]}
+    assert widget.label_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(array_from_payload(widget.label_codes), [0, 0, 1, 1, 2])
+    # No number goes as JSON: the state without its buffers holds no list of floats.
+    assert "view" not in state["coords"]
+
+
+def test_array_payload_round_trips_and_refuses_non_numbers():
+    for array in (np.arange(6, dtype=np.float64).reshape(2, 3), np.array([3, 1], dtype=np.int64)):
+        payload = array_payload(array)
+        assert payload["shape"] == list(array.shape)
+        np.testing.assert_array_equal(array_from_payload(payload), array)
+    assert array_payload(np.array([True]))["dtype"] == "uint32"
+    with pytest.raises(TypeError, match="numeric"):
+        array_payload(np.array(["a"]))
+
+
+def test_a_projection_is_taken_duck_typed_with_its_labels():
+    projection = SimpleNamespace(coords=layouts(n=4), labels=np.array([0, 1, 1, 0]))
+    view = ProjectionView(projection, title="pca")
+    assert view.depths == [0, 1, 2] and view.n_points == 4
+    assert view.widget.color_kind == "category"
+    assert view.widget.legend == ["0", "1"]
+    assert view.widget.color_title == "label"
+    assert view.widget.title == "pca"
+    # Three components: the first two are drawn.
+    wide = ProjectionView({0: np.ones((4, 3)), 1: np.zeros((4, 3))})
+    assert wide.coords(1).shape == (4, 2)
+
+
+def test_mismatched_numbers_of_points_are_a_clear_error():
+    with pytest.raises(ValueError, match=r"number of points differs: \{0: 6, 1: 6, 2: 5\}"):
+        ProjectionView({0: np.zeros((6, 2)), 1: np.zeros((6, 2)), 2: np.zeros((5, 2))})
+
+
+@pytest.mark.parametrize(
+    ("coords", "error", "match"),
+    [
+        ({}, ValueError, "empty"),
+        ([np.zeros((3, 2))], TypeError, "map depth"),
+        ({0: np.zeros(3)}, ValueError, r"coords\[0\] has shape \(3,\)"),
+        ({0: np.zeros((3, 1))}, ValueError, "needs \\(N, 2\\)"),
+        ({0: np.array([[0.0, np.nan]])}, ValueError, "NaN"),
+        ({0.5: np.zeros((3, 2))}, TypeError, "integer"),
+    ],
+)
+def test_bad_coords(coords, error, match):
+    with pytest.raises(error, match=match):
+        ProjectionView(coords)
+
+
+def test_bad_arguments():
+    coords = layouts(n=3)
+    with pytest.raises(ValueError, match="3 texts for|2 texts for 3"):
+        ProjectionView(coords, texts=["a", "b"])
+    with pytest.raises(ValueError, match="one value per point"):
+        ProjectionView(coords, labels=[1, 2])
+    with pytest.raises(ValueError, match="depth 7 has no layout"):
+        ProjectionView(coords, depth=7)
+    with pytest.raises(TypeError, match="bool"):
+        ProjectionView(coords, depth=True)
+    with pytest.raises(ValueError, match="needs labels"):
+        ProjectionView(coords, color_by="label")
+    with pytest.raises(ValueError, match="transition_ms"):
+        ProjectionView(coords, transition_ms=-1)
+    with pytest.raises(TypeError, match="colour|color"):
+        ProjectionView(coords, colour="red")
+
+
+def test_color_by_float_is_a_ramp_and_anything_else_categories():
+    coords = layouts(n=4)
+    metric = ProjectionView(coords, color_by=pd.Series([0.5, 2.0, np.nan, 1.0], name="loss")).widget
+    assert metric.color_kind == "continuous"
+    assert metric.legend == ["0.5", "2"]
+    assert metric.color_title == "loss"
+    assert array_from_payload(metric.color).dtype == np.float32
+    words = ProjectionView(coords, labels=[0, 0, 1, 1], color_by=["x", "y", "x", "z"]).widget
+    assert words.color_kind == "category"
+    assert words.legend == ["x", "y", "z"]
+    np.testing.assert_array_equal(array_from_payload(words.color), [0, 1, 0, 2])
+    plain = ProjectionView(coords).widget
+    assert plain.color_kind == "none" and plain.color == {}
+
+
+def test_depth_moves_both_ways():
+    view = ProjectionView(layouts(depths=(0, 4, 8)), depth=4)
+    assert view.depth == 4 and view.widget.depth == 4
+    view.widget.depth = 8  # the slider
+    assert view.depth == 8
+    assert view.set_depth(0) is view
+    assert view.widget.depth == 0
+    with pytest.raises(ValueError, match="no layout"):
+        view.depth = 2
+
+
+def test_selection_moves_both_ways_and_is_checked():
+    view = ProjectionView(layouts(n=6))
+    view.widget.selection = [4, 1, 1]  # the lasso
+    assert view.selection == [1, 4]
+    view.selection = np.array([True, False, True, False, False, False])
+    assert view.widget.selection == [0, 2]
+    assert view.set_selection([5]).selection == [5]
+    assert view.clear_selection().widget.selection == []
+    with pytest.raises(ValueError, match=r"\[6\] are outside 0..5"):
+        view.selection = [6]
+    with pytest.raises(TypeError, match="indices"):
+        view.selection = [0.5]
+    with pytest.raises(ValueError, match="one entry per point"):
+        view.selection = np.array([True])
+
+
+def test_data_is_a_tidy_frame_of_what_is_shown():
+    coords = layouts(n=3)
+    view = ProjectionView(coords, labels=["a", "b", "a"], texts=["x", "y", "z"], depth=2)
+    view.widget.selection = [1]
+    frame = view.data
+    assert list(frame.columns) == ["depth", "point", "x", "y", "label", "selected", "text"]
+    assert frame["depth"].tolist() == [2, 2, 2]
+    np.testing.assert_allclose(frame[["x", "y"]].to_numpy(), coords[2].astype(np.float32))
+    assert frame["selected"].tolist() == [False, True, False]
+    assert frame["label"].tolist() == ["a", "b", "a"]
+    assert ProjectionView(coords).data["label"].isna().all()
+
+
+def test_transition_ms():
+    view = ProjectionView(layouts())
+    assert view.widget.transition_ms == 300
+    view.transition_ms = 0
+    assert view.widget.transition_ms == 0
+    assert ProjectionView(layouts(), transition_ms=0).widget.transition_ms == 0

@@ -1,0 +1,146 @@
+// From data coordinates to the screen and back: one fit for all depths, zoom and pan, lasso and
+// nearest-point hit tests. Plain arithmetic on typed arrays; nothing here touches the DOM.
+
+/** Centre and scale that put every finite point of every depth inside [-0.92, 0.92]². */
+export interface Fit {
+  cx: number;
+  cy: number;
+  scale: number;
+}
+
+export const MARGIN = 0.92;
+
+export function fit(xy: Float32Array): Fit {
+  let x0 = Infinity;
+  let x1 = -Infinity;
+  let y0 = Infinity;
+  let y1 = -Infinity;
+  for (let i = 0; i + 1 < xy.length; i += 2) {
+    const x = xy[i];
+    const y = xy[i + 1];
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    if (x < x0) x0 = x;
+    if (x > x1) x1 = x;
+    if (y < y0) y0 = y;
+    if (y > y1) y1 = y;
+  }
+  if (x0 > x1) return { cx: 0, cy: 0, scale: 1 };
+  const half = Math.max(x1 - x0, y1 - y0) / 2;
+  return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale: half > 0 ? MARGIN / half : 1 };
+}
+
+/** `xy` in world units ([-1, 1]² at zoom 1), as a new array. */
+export function normalise(xy: Float32Array, f: Fit = fit(xy)): Float32Array {
+  const out = new Float32Array(xy.length);
+  for (let i = 0; i + 1 < xy.length; i += 2) {
+    out[i] = (xy[i] - f.cx) * f.scale;
+    out[i + 1] = (xy[i + 1] - f.cy) * f.scale;
+  }
+  return out;
+}
+
+/** Zoom and pan: world point w lands at `w * zoom + pan` in view units. */
+export interface Camera {
+  zoom: number;
+  panX: number;
+  panY: number;
+}
+
+export const HOME: Camera = { zoom: 1, panX: 0, panY: 0 };
+
+/** Screen (CSS pixels, origin top left) of a `width` x `height` area; the square fits inside. */
+export interface Viewport {
+  width: number;
+  height: number;
+}
+
+function unit(v: Viewport): number {
+  return Math.max(1, Math.min(v.width, v.height)) / 2; // pixels per view unit
+}
+
+export function toScreen(c: Camera, v: Viewport, x: number, y: number): [number, number] {
+  const k = unit(v);
+  return [v.width / 2 + (x * c.zoom + c.panX) * k, v.height / 2 - (y * c.zoom + c.panY) * k];
+}
+
+export function toWorld(c: Camera, v: Viewport, sx: number, sy: number): [number, number] {
+  const k = unit(v);
+  return [((sx - v.width / 2) / k - c.panX) / c.zoom, ((v.height / 2 - sy) / k - c.panY) / c.zoom];
+}
+
+/** Clip-space scale and offset for the shader: `clip = world * scale + offset`. */
+export function clipTransform(c: Camera, v: Viewport): { scale: [number, number]; offset: [number, number] } {
+  const k = unit(v);
+  const sx = (2 * k) / Math.max(1, v.width);
+  const sy = (2 * k) / Math.max(1, v.height);
+  return { scale: [c.zoom * sx, c.zoom * sy], offset: [c.panX * sx, c.panY * sy] };
+}
+
+/** Zoom by `factor` keeping the world point under (sx, sy) where it is. */
+export function zoomAt(c: Camera, v: Viewport, sx: number, sy: number, factor: number): Camera {
+  const zoom = Math.min(500, Math.max(0.2, c.zoom * factor));
+  const [wx, wy] = toWorld(c, v, sx, sy);
+  const k = unit(v);
+  const vx = (sx - v.width / 2) / k;
+  const vy = (v.height / 2 - sy) / k;
+  return { zoom, panX: vx - wx * zoom, panY: vy - wy * zoom };
+}
+
+/** Move by a screen-pixel drag. */
+export function panBy(c: Camera, v: Viewport, dx: number, dy: number): Camera {
+  const k = unit(v);
+  return { zoom: c.zoom, panX: c.panX + dx / k, panY: c.panY - dy / k };
+}
+
+/** Even-odd rule; `polygon` is flat [x0, y0, x1, y1, ...]. */
+export function pointInPolygon(x: number, y: number, polygon: ArrayLike<number>): boolean {
+  let inside = false;
+  const n = polygon.length >> 1;
+  for (let i = 0, j = n - 1; i < n; j = i++) {
+    const xi = polygon[2 * i];
+    const yi = polygon[2 * i + 1];
+    const xj = polygon[2 * j];
+    const yj = polygon[2 * j + 1];
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+/** Indices of the points of `xy` (flat pairs) inside `polygon` (flat pairs, same units), ascending. */
+export function selectInPolygon(xy: Float32Array, polygon: ArrayLike<number>): number[] {
+  if (polygon.length < 6) return [];
+  let x0 = Infinity;
+  let x1 = -Infinity;
+  let y0 = Infinity;
+  let y1 = -Infinity;
+  for (let i = 0; i + 1 < polygon.length; i += 2) {
+    x0 = Math.min(x0, polygon[i]);
+    x1 = Math.max(x1, polygon[i]);
+    y0 = Math.min(y0, polygon[i + 1]);
+    y1 = Math.max(y1, polygon[i + 1]);
+  }
+  const hits: number[] = [];
+  for (let i = 0; 2 * i + 1 < xy.length; i++) {
+    const x = xy[2 * i];
+    const y = xy[2 * i + 1];
+    if (x < x0 || x > x1 || y < y0 || y > y1) continue;
+    if (pointInPolygon(x, y, polygon)) hits.push(i);
+  }
+  return hits;
+}
+
+/** The point of `xy` nearest (x, y) within `radius` (same units), or -1. */
+export function nearest(xy: Float32Array, x: number, y: number, radius: number): number {
+  let best = -1;
+  let bestD = radius * radius;
+  for (let i = 0; 2 * i + 1 < xy.length; i++) {
+    const dx = xy[2 * i] - x;
+    const dy = xy[2 * i + 1] - y;
+    const d = dx * dx + dy * dy;
+    if (d <= bestD) {
+      bestD = d;
+      best = i;
+    }
+  }
+  return best;
+}
