@@ -6,6 +6,7 @@
 """
 
 from explorer.activations import Activations
+from explorer.audit import audit
 from explorer.capture import capture
 from explorer.compare import Comparison, compare
 from explorer.errors import (
@@ -48,6 +49,7 @@ __all__ = [
     "Probe",
     "ProbeError",
     "SourceError",
+    "audit",
     "capture",
     "compare",
     "load",

@@ -1,6 +1,5 @@
-"""Command line: ``explorer demo`` builds the embedded default and summarises it.
-
-Later subcommands (``audit``, ``spectra``) call the same session functions the widgets use.
+"""Command line: ``explorer demo`` builds the embedded default and summarises it;
+``explorer audit A B --probe FILE --out DIR`` writes the audit report (see :func:`explorer.audit`).
 """
 
 from __future__ import annotations
@@ -28,6 +27,47 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from explorer.audit import audit, read_probe
+    from explorer.errors import ExplorerError
+
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(
+            f"[audit {time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True
+        )
+
+    try:
+        if args.demo:
+            from explorer import demo
+
+            if args.a or args.b:
+                raise ExplorerError("--demo audits the bundled pair: give no checkpoints with it")
+            a, b = demo.load("base"), demo.load("lora")
+            probe = read_probe(args.probe or "demo:shifted")
+        else:
+            if not (args.a and args.b):
+                raise ExplorerError("give two checkpoints (A B), or --demo for the bundled pair")
+            a, b = args.a, args.b
+            probe = read_probe(args.probe) if args.probe else None
+        report = audit(
+            a,
+            b,
+            probe,
+            args.out,
+            device=args.device,
+            max_points=args.max_points,
+            seed=args.seed,
+            progress=say,
+        )
+    except ExplorerError as exc:
+        print(f"explorer audit: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="explorer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-only", action="store_true", help="build and summarise, nothing else")
     p.add_argument("--rebuild", action="store_true", help="ignore the cache and rebuild")
     p.set_defaults(run=_demo)
+    p = sub.add_parser(
+        "audit",
+        help="what B changed relative to A: HTML report + data (Parquet/CSV) + provenance",
+    )
+    p.add_argument("a", nargs="?", help="reference checkpoint (file or directory)")
+    p.add_argument("b", nargs="?", help="changed checkpoint (file or directory)")
+    p.add_argument("--probe", help="inputs: .txt (a text per line), .csv/.tsv, .npy, or demo:NAME")
+    p.add_argument("--out", default="explorer-audit", help="output directory")
+    p.add_argument("--demo", action="store_true", help="audit the bundled base vs LoRA pair")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-points", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_audit)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
