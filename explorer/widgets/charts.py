@@ -114,8 +114,14 @@ async function explorerRender({ model, el }) {
     get(name) {
       const value = model.get(name);
       if (name === "spec" && value) {
-        const spec = explorerResolve(value, getComputedStyle(el));
-        return spec;
+        // a redraw starts from the params' current values, not from those the spec was built with
+        const current = model.get("_params") ?? {};
+        const spec = { ...value };
+        if (Array.isArray(value.params)) {
+          spec.params = value.params.map((p) =>
+            !p.select && current[p.name] != null ? { ...p, value: current[p.name] } : p);
+        }
+        return explorerResolve(spec, getComputedStyle(el));
       }
       return value;
     },

@@ -1,0 +1,142 @@
+"""The chart views in a real JupyterLab: drawn offline (no request leaves loopback), legible in the
+light and dark themes, and a click on a point moves the depth cursor in Python."""
+
+import pickle
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+expect = pytest.importorskip("playwright.sync_api").expect
+pytest.importorskip("vl_convert")
+
+pytestmark = pytest.mark.browser
+
+RUN_CELL = """index => {
+  const notebook = window.jupyterapp.shell.currentWidget.content;
+  notebook.activeCellIndex = index;
+  return window.jupyterapp.commands.execute("notebook:run-cell");
+}"""
+
+# Marks of a chart: every symbol/rect the SVG renderer drew, with the datum it is bound to.
+MARKS = """(root, kind) => [...root.querySelectorAll(`g.mark-${kind} path`)].map(el => {
+  const box = el.getBoundingClientRect();
+  return {x: box.x + box.width / 2, y: box.y + box.height / 2, w: box.width, h: box.height,
+          datum: el.__data__?.datum ?? null};
+}).filter(m => m.w > 0 && m.h > 0)"""
+
+# Depths of the largest symbols: the points under the depth cursor are drawn bigger.
+CURSOR = """root => {
+  const marks = [...root.querySelectorAll("g.mark-symbol path")]
+    .map(el => ({w: el.getBoundingClientRect().width, d: el.__data__?.datum?.depth}));
+  const top = Math.max(...marks.map(m => m.w));
+  return [...new Set(marks.filter(m => m.w > top - 0.5).map(m => m.d))];
+}"""
+
+LABEL_COLOUR = """root => {
+  const text = root.querySelector("g.role-axis-label text");
+  return text ? getComputedStyle(text).fill : null;
+}"""
+
+
+def write_notebook(lab, name, cells):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": lab.kernel, "display_name": lab.kernel}
+    nbformat.write(notebook, lab.root / name)
+
+
+def open_notebook(page, lab, name):
+    page.goto(lab.notebook_url(name))
+    page.wait_for_function(
+        "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
+        "?.connectionStatus === 'connected'",
+        timeout=60_000,
+    )
+
+
+def python_says(page, index, expected, tries=40):
+    output = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea-output")
+    for _ in range(tries):
+        page.evaluate(RUN_CELL, index)
+        expect(output).to_contain_text("=", timeout=30_000)
+        if output.inner_text().strip() == expected:
+            return
+        page.wait_for_timeout(150)
+    expect(output).to_have_text(expected)
+
+
+def click_mark(page, chart, kind, match):
+    """Click the first mark of ``kind`` whose datum has the items of ``match``, then move away
+    (a selection clears when the pointer leaves the mark)."""
+    chart.scroll_into_view_if_needed()
+    marks = chart.evaluate(MARKS, kind)
+    target = next(m for m in marks if match.items() <= (m["datum"] or {}).items())
+    page.mouse.move(target["x"] - 40, target["y"] - 40)
+    page.mouse.click(target["x"], target["y"])
+    page.wait_for_timeout(300)
+    page.mouse.move(target["x"] - 40, target["y"] - 40, steps=4)
+    return target["datum"]
+
+
+def set_theme(page, name, light):
+    page.evaluate(
+        f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})"
+    )
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", light)
+    page.wait_for_timeout(2000)
+
+
+@pytest.fixture(scope="module")
+def spectra_pickle(lab):
+    import explorer as ex
+    from explorer import demo
+
+    path = lab.root / "spectra.pkl"
+    path.write_bytes(pickle.dumps(ex.spectra(demo.load("minilm"))))
+    return path
+
+
+def test_spectrum_view_offline_click_and_themes(
+    page, lab, spectra_pickle, outside_requests, artifacts
+):
+    cells = [
+        "import pickle\nfrom explorer.widgets.spectrum_view import SpectrumView\n"
+        "view = SpectrumView(pickle.load(open('spectra.pkl', 'rb')), depth=2)\nview",
+        'print("depth =", view.depth)',
+        "view.depth = 4",
+    ]
+    write_notebook(lab, "spectrum.ipynb", cells)
+    open_notebook(page, lab, "spectrum.ipynb")
+    page.evaluate(RUN_CELL, 0)
+    charts = page.locator(".explorer-chart")
+    expect(charts).to_have_count(2, timeout=90_000)
+    overview, esd = charts.nth(0), charts.nth(1)
+    expect(overview.locator("svg g.mark-symbol path").first).to_be_attached(timeout=60_000)
+    expect(esd.locator("svg g.mark-rect path").first).to_be_attached(timeout=60_000)
+    bars = esd.evaluate(MARKS, "rect")
+    assert len(bars) > 50 and {b["datum"]["depth"] for b in bars} == {2}
+
+    # a click on the attn.q point at depth 5 moves Python's cursor and the ESD follows
+    click_mark(page, overview, "symbol", {"depth": 5, "role": "attn.q"})
+    python_says(page, 1, "depth = 5")
+    page.wait_for_function(
+        """el => [...el.querySelectorAll("g.mark-rect path")]
+             .every(p => p.__data__?.datum?.depth === 5)""",
+        arg=esd.element_handle(),
+        timeout=30_000,
+    )
+
+    # Python moves the cursor; then clicking depth 5 again is seen again
+    page.evaluate(RUN_CELL, 2)
+    python_says(page, 1, "depth = 4")
+    click_mark(page, overview, "symbol", {"depth": 5, "role": "attn.q"})
+    python_says(page, 1, "depth = 5")
+
+    assert overview.evaluate(CURSOR) == [5]
+    light = overview.evaluate(LABEL_COLOUR)
+    page.screenshot(path=artifacts / "spectrum_view_light.png", full_page=True)
+    set_theme(page, "JupyterLab Dark", "false")
+    dark = overview.evaluate(LABEL_COLOUR)
+    assert overview.evaluate(CURSOR) == [5], "a theme redraw lost the cursor"
+    assert light and dark and light != dark, (light, dark)
+    page.screenshot(path=artifacts / "spectrum_view_dark.png", full_page=True)
+    assert outside_requests == []
