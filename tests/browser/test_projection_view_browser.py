@@ -67,8 +67,24 @@ KERNEL_READY = (
     "?.connectionStatus === 'connected'"
 )
 SWITCHES = (
-    "() => performance.getEntriesByName('explorer-projection-depth-switch').map(e => e.duration)"
+    "name => performance.getEntriesByName(name ?? 'explorer-projection-depth-switch')"
+    ".map(e => e.duration)"
 )
+
+
+RENDERER = """() => {
+  const gl = document.createElement("canvas").getContext("webgl2");
+  const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+  return info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : null;
+}"""
+
+
+def summary(ms: np.ndarray) -> dict[str, float]:
+    return {
+        "median": round(float(np.median(ms)), 1),
+        "p95": round(float(np.percentile(ms, 95)), 1),
+        "max": round(float(ms.max()), 1),
+    }
 
 
 def write_notebook(lab, name, cells):
@@ -151,6 +167,7 @@ def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
     python_says(page, output, "depth 1 selected 0 False")
     timings = page.evaluate(SWITCHES)
     assert len(timings) >= 6 and all(t > 0 for t in timings)
+    print("\n2k points, depth switch -> next frame (ms):", [round(t) for t in timings])
 
     # Lasso (shift + drag) round the left half: exactly the left cluster comes back to Python.
     box = plot.bounding_box()
@@ -221,15 +238,16 @@ def test_depth_switch_100k_points(page, lab, artifacts):
         page.wait_for_timeout(400)
     expect(root).to_have_attribute("data-depth", "0")
     timings = np.array(page.evaluate(SWITCHES))
-    assert len(timings) == 22
+    drawn = np.array(page.evaluate(SWITCHES, "explorer-projection-depth-drawn"))
+    assert len(timings) == len(drawn) == 22
     result = {
         "points": 100_000,
         "depths": 12,
         "switches": len(timings),
-        "median_ms": round(float(np.median(timings)), 1),
-        "p95_ms": round(float(np.percentile(timings, 95)), 1),
-        "max_ms": round(float(timings.max()), 1),
+        "renderer": page.evaluate(RENDERER),
+        "to_next_frame_ms": summary(timings),
+        "to_first_frame_drawn_ms": summary(drawn),
     }
     (artifacts / "projection_view_depth_switch.json").write_text(json.dumps(result, indent=2))
     print("\nprojection view depth switch:", json.dumps(result))
-    assert result["p95_ms"] < 1000
+    assert result["to_next_frame_ms"]["p95"] < 1000

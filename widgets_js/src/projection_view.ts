@@ -55,6 +55,8 @@ export const DEBOUNCE_MS = 50;
 export const HOVER_RADIUS_PX = 8;
 /** performance.measure name: a depth switch until the frame after the one that drew it. */
 export const MEASURE = "explorer-projection-depth-switch";
+/** performance.measure name: a depth switch until the first frame's draw calls were issued. */
+export const DRAWN = "explorer-projection-depth-drawn";
 /** How long play shows each depth, beyond its transition. */
 export const PLAY_HOLD_MS = 500;
 const LEGEND_MAX = 20;
@@ -323,19 +325,23 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   }
 
   function measureNextPaint(started: number): void {
-    // The frame that draws the new positions runs in the next animation frame; the one after it
-    // starts once that frame has been handed to the compositor.
-    requestAnimationFrame(() =>
-      requestAnimationFrame(() => {
-        const ms = performance.now() - started;
-        try {
-          performance.measure(MEASURE, { start: started, end: started + ms });
-        } catch {
-          /* no User Timing level 3 (jsdom): the data attribute still has it */
-        }
-        root.dataset.switchMs = ms.toFixed(2);
-      }),
-    );
+    // The frame that draws the new positions runs in the next animation frame (its draw calls are
+    // issued by the end of that callback: DRAWN); the one after it starts once that frame has
+    // been handed to the compositor (MEASURE).
+    requestAnimationFrame(() => {
+      record(DRAWN, started, "drawnMs");
+      requestAnimationFrame(() => record(MEASURE, started, "switchMs"));
+    });
+  }
+
+  function record(name: string, started: number, key: string): void {
+    const ms = performance.now() - started;
+    try {
+      performance.measure(name, { start: started, end: started + ms });
+    } catch {
+      /* no User Timing level 3 (jsdom): the data attribute still has it */
+    }
+    root.dataset[key] = ms.toFixed(2);
   }
 
   function choose(index: number): void {

@@ -1,0 +1,27 @@
+"""Depth switch -> painted frame in the projection view, 100k points x 12 depths, in JupyterLab.
+
+Runs the browser test that measures it (headless Debian chromium; on a machine without a GPU
+WebGL is SwiftShader, software) and prints its figures:
+
+    .venv/bin/python benchmarks/projection_view_browser.py
+
+``to_first_frame_drawn_ms``: key press until the animation frame that issues the new positions'
+draw calls has run (main-thread cost). ``to_next_frame_ms``: until the animation frame after it,
+i.e. once that frame was rendered and handed to the compositor (what a user waits for).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEST = "tests/browser/test_projection_view_browser.py::test_depth_switch_100k_points"
+RESULT = REPO / "test-artifacts" / "projection_view_depth_switch.json"
+
+if __name__ == "__main__":
+    RESULT.unlink(missing_ok=True)
+    run = subprocess.run([sys.executable, "-m", "pytest", TEST, "-q", "-s"], cwd=REPO)
+    if run.returncode or not RESULT.is_file():
+        sys.exit(run.returncode or 1)
+    print(json.dumps(json.loads(RESULT.read_text()), indent=2))
