@@ -21,10 +21,11 @@ from explorer.probe import Probe
 from explorer.similarity import similarity
 from explorer.sources import Checkpoint, PairedLayers, load, pair
 from explorer.spectra import spectra
+from explorer.watch import watch
 
 __version__ = "0.1.0"
 
-_WIDGETS = ("LayerBrowser",)
+_WIDGETS = ("LayerBrowser", "ProjectionView")
 
 
 def __getattr__(name: str):
@@ -46,6 +47,7 @@ __all__ = [
     "LayerBrowser",
     "LayerError",
     "PairedLayers",
+    "ProjectionView",
     "Probe",
     "ProbeError",
     "SourceError",
@@ -56,4 +58,5 @@ __all__ = [
     "pair",
     "similarity",
     "spectra",
+    "watch",
 ]

@@ -1,0 +1,75 @@
+"""ex.watch: records per depth while a model trains, from a plain loop and a Trainer callback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import explorer as ex
+from explorer.kernel import rankme
+from explorer.kernel.dimension import twonn
+
+
+def _train(model, w, steps=30):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=gen)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    for step in range(steps):
+        idx = torch.randint(0, 256, (32,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+        w(step)
+    return w.wait()
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_watch_records_every_n_steps_per_depth(mlp, background):
+    probe = torch.randn(200, 8, generator=torch.Generator().manual_seed(1))
+    w = _train(mlp, ex.watch(mlp, probe, every=10, drift=True, background=background))
+    df = w.frame
+    assert sorted(df.step.unique()) == [0, 10, 20]
+    assert set(df.metric) == {"effective_rank", "rankme", "twonn", "drift"}
+    assert df.value.notna().all()
+    drift = df[df.metric == "drift"].set_index(["depth", "step"]).value
+    np.testing.assert_allclose(drift.xs(0, level="step"), 0, atol=1e-12)  # from the first record
+    assert (drift.xs(20, level="step") > 0).any()
+    # the last record equals the kernel on a capture taken now (training has stopped)
+    acts = ex.capture(mlp, probe, progress=False)
+    last = df[df.step == 20].set_index(["metric", "depth"]).value
+    for d in acts.depths:
+        assert last["rankme", d] == pytest.approx(float(rankme(acts[d].double())), rel=1e-6)
+        assert last["twonn", d] == pytest.approx(twonn(acts[d]), rel=1e-5)
+    assert mlp.training  # the capture put the train flag back
+    w.close()
+
+
+def test_watch_rejects_bad_arguments(mlp):
+    with pytest.raises(ValueError, match="unknown metrics"):
+        ex.watch(mlp, torch.zeros(4, 8), metrics=["magic"])
+    with pytest.raises(ValueError, match="positive"):
+        ex.watch(mlp, torch.zeros(4, 8), every=0)
+
+
+def test_trainer_callback_calls_on_global_steps(mlp):
+    pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    w = ex.watch(mlp, torch.randn(64, 8), every=5, metrics=["rankme"], background=False)
+    cb = w.trainer_callback()
+    for step in range(1, 12):
+        cb.on_step_end(None, SimpleNamespace(global_step=step), None)
+    cb.on_train_end(None, SimpleNamespace(global_step=11), None)
+    assert sorted(w.frame.step.unique()) == [5, 10]
+
+
+def test_watch_widget_streams_the_frame(mlp):
+    w = ex.watch(mlp, torch.randn(64, 8), every=1, metrics=["effective_rank"], background=False)
+    view = w.widget()
+    w(0)
+    w._view.refresh(force=True)
+    values = view.spec["data"]["values"]
+    assert {v["depth"] for v in values} == set(w.frame.depth)
+    assert np.isclose(sorted(v["value"] for v in values), sorted(w.frame.value)).all()
