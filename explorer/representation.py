@@ -295,18 +295,18 @@ class _Context:
         need = max(MLE_K[-1], LID_K, GRIDE_MAX, k_lpca if wanted & {"lpca", "lpca_ratio"} else 0)
         g = dim.neighbour_graph(self.x, min(n - 1, math.ceil(1.5 * need) + 8))
         extra = dict(n_points=g.n_points, n_duplicates=g.n_duplicates, dtype="float32")
-        k_sub = min(GRIDE_MAX, g.n_points - 2)
-        ks = [k for k in range(MLE_K[0], MLE_K[-1] + 1) if k < g.n_points - 1]
-        k_lid = min(LID_K, g.n_points - 2)
+        # neighbour orders that the 80 % subsets hold too, so estimate and replicates match
+        k_sub = min(GRIDE_MAX, g.n_points - 2, int(0.8 * g.n_points) - 2)
+        ks = [k for k in range(MLE_K[0], MLE_K[-1] + 1) if k <= k_sub] or [k_sub]
+        k_lid = min(LID_K, k_sub)
+        scales = dim._gride_scales(k_sub, GRIDE_MAX)
 
         def stat(d, _i=None):
-            k_avail = min(d.shape[1], k_sub)
-            scales = dim._gride_scales(k_avail, GRIDE_MAX)
             return np.concatenate(
                 [
                     [dim._twonn(d, 0.1, "linear"), dim._twonn(d, 0.0, "mle")],
-                    [dim._mle(d, [k for k in ks if k <= d.shape[1]])],
-                    [float(dim._lid(d, min(k_lid, d.shape[1])).median())],
+                    [dim._mle(d, ks)],
+                    [float(dim._lid(d, k_lid).median())],
                     dim._gride(d, scales),
                 ]
             )
@@ -314,10 +314,7 @@ class _Context:
         point = stat(g.dist)
         boot = None
         if self.ci:
-            k_b = min(k_sub, int(0.8 * g.n_points) - 2)
-            boot = dim.bootstrap(g, stat, k=k_b, n_boot=self.n_boot, seed=self.seed)
-            if boot.replicates.shape[1] != len(point):  # fewer gride scales fit in the subsets
-                boot = dim.Bootstrap(np.full((0, len(point)), np.nan))
+            boot = dim.bootstrap(g, stat, k=k_sub, n_boot=self.n_boot, seed=self.seed)
         names = [
             ("twonn", "TwoNN, linear fit through the origin, discard 10 %"),
             ("twonn_mle", "TwoNN MLE (N-1)/sum log mu"),
@@ -328,7 +325,6 @@ class _Context:
             if metric in wanted:
                 yield self._row(metric, est, point[j], boot, j, **extra)
         if "gride" in wanted:
-            scales = dim._gride_scales(min(g.dist.shape[1], k_sub), GRIDE_MAX)
             for j, s in enumerate(scales):
                 est = f"GRIDE r_{2 * s}/r_{s}"
                 yield self._row("gride", est, point[4 + j], boot, 4 + j, scale=s, **extra)

@@ -38,10 +38,12 @@ def test_every_metric_at_every_depth(acts):
 
 
 def test_per_class_and_lasso_subsets(acts):
-    df = representation_metrics(acts, methods=["twonn", "rankme"], subset="topic", ci=False)
+    df = representation_metrics(
+        acts, methods=["twonn", "mle", "gride", "rankme"], subset="topic", n_boot=10
+    )
     n_topics = len(np.unique(acts.labels["topic"]))
     assert df.subset.nunique() == n_topics and df.subset.str.startswith("topic=").all()
-    assert df.ci_low.isna().all()
+    assert df.ci_low.notna().all() and (df.n_points >= 8).all()
     sel = np.arange(0, 320, 2)
     lasso = representation_metrics(acts, methods="twonn", subset=sel, ci=False)
     assert (lasso.subset == "selection").all() and (lasso.n_points == 160).all()

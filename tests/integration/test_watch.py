@@ -11,7 +11,7 @@ from explorer.kernel import rankme
 from explorer.kernel.dimension import twonn
 
 
-def _train(model, w, steps=30):
+def _train(model, w, steps=21):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(256, 8, generator=gen)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
