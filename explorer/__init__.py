@@ -18,6 +18,8 @@ from explorer.errors import (
     SourceError,
 )
 from explorer.probe import Probe
+from explorer.projection import Projection, project
+from explorer.representation import representation_metrics
 from explorer.similarity import similarity
 from explorer.sources import Checkpoint, PairedLayers, load, pair
 from explorer.spectra import spectra
@@ -25,7 +27,16 @@ from explorer.watch import watch
 
 __version__ = "0.1.0"
 
-_WIDGETS = ("LayerBrowser", "ProjectionView")
+_WIDGETS = (
+    "DimensionView",
+    "Explorer",
+    "LayerBrowser",
+    "Projection",
+    "ProjectionView",
+    "SimilarityView",
+    "SpectrumView",
+    "SubspaceView",
+)
 
 
 def __getattr__(name: str):
@@ -42,20 +53,28 @@ __all__ = [
     "BundleMissingError",
     "Checkpoint",
     "Comparison",
+    "DimensionView",
     "DeviceError",
+    "Explorer",
     "ExplorerError",
     "LayerBrowser",
     "LayerError",
     "PairedLayers",
+    "Projection",
     "ProjectionView",
     "Probe",
     "ProbeError",
+    "SimilarityView",
     "SourceError",
+    "SpectrumView",
+    "SubspaceView",
     "audit",
     "capture",
     "compare",
     "load",
+    "project",
     "pair",
+    "representation_metrics",
     "similarity",
     "spectra",
     "watch",

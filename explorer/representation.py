@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from explorer.activations import Activations
@@ -47,6 +47,9 @@ from explorer.kernel.entropy import (
 )
 from explorer.kernel.neighbors import knn_accuracy
 from explorer.kernel.spectra import effective_rank, rankme
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["METRICS", "representation_metrics", "size_curve_metrics"]
 
@@ -141,6 +144,8 @@ def representation_metrics(
                 rows.append({**base, **row})
     cols = ["depth", "address", "subset", "metric", "estimator", "scale", "value", "ci_low"]
     cols += ["ci_high", "n_boot", "n_points", "n_duplicates", "seed", "device", "dtype"]
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -176,6 +181,8 @@ def size_curve_metrics(
                 rows.append(
                     dict(depth=depth, address=f"blocks.{depth}", metric=m, n_points=int(n), value=v)
                 )
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 
