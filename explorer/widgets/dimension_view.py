@@ -61,7 +61,7 @@ def lines(frame: pd.DataFrame, depth: alt.Parameter, metrics: list[str]):
         scale=alt.Scale(domain=span, nice=False),
         axis=alt.Axis(tickMinStep=1, format="d"),
     )
-    colour = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom"))
+    colour = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", symbolOpacity=1))
     dash = alt.StrokeDash("subset:N", title=None, legend=None)
     band = (
         alt.Chart()

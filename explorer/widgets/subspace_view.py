@@ -332,7 +332,8 @@ class SubspaceView(ChartView):
             [
                 self._charts["heatmap"],
                 w.HBox(controls),
-                w.HBox([self._charts["curve"], self._table]),
+                self._charts["curve"],
+                self._table,
             ]
         )
 

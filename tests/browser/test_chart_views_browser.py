@@ -51,6 +51,12 @@ def open_notebook(page, lab, name):
         "?.connectionStatus === 'connected'",
         timeout=60_000,
     )
+    # the theme is a saved setting: an earlier test may have left JupyterLab dark
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
+        "{theme: 'JupyterLab Light'})"
+    )
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true")
 
 
 def python_says(page, index, expected, tries=40):
@@ -133,10 +139,102 @@ def test_spectrum_view_offline_click_and_themes(
 
     assert overview.evaluate(CURSOR) == [5]
     light = overview.evaluate(LABEL_COLOUR)
-    page.screenshot(path=artifacts / "spectrum_view_light.png", full_page=True)
+    page.screenshot(path=artifacts / "spectrum_view_light_page.png")
+    cell = page.locator(".jp-OutputArea-output").first
+    cell.screenshot(path=artifacts / "spectrum_view_light.png")
     set_theme(page, "JupyterLab Dark", "false")
     dark = overview.evaluate(LABEL_COLOUR)
     assert overview.evaluate(CURSOR) == [5], "a theme redraw lost the cursor"
     assert light and dark and light != dark, (light, dark)
-    page.screenshot(path=artifacts / "spectrum_view_dark.png", full_page=True)
+    cell.screenshot(path=artifacts / "spectrum_view_dark.png")
+    assert outside_requests == []
+
+
+@pytest.fixture(scope="module")
+def other_pickles(lab):
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    import explorer as ex
+    from explorer import demo
+
+    cmp = ex.compare(demo.load("base"), [demo.load("full"), demo.load("lora")])
+    (lab.root / "cmp.pkl").write_bytes(pickle.dumps(dataclasses.replace(cmp, pairing={})))
+    probe = demo.probe("digits")
+    sim = ex.similarity(
+        ex.capture(demo.load("digits-clean"), probe), ex.capture(demo.load("digits-noisy"), probe)
+    )
+    (lab.root / "sim.pkl").write_bytes(pickle.dumps(sim))
+    rows = [
+        dict(depth=d, metric=m, value=v, ci_low=v - 1, ci_high=v + 1, subset=s, checkpoint=c)
+        for c in ("clean", "noisy")
+        for s in ("all", "selection")
+        for m, base in (("twonn", 8.0), ("mle", 9.0), ("rankme", 40.0), ("effective_rank", 35.0))
+        for d in range(5)
+        for v in [base + 3 * np.sin(d / 2) + 2 * (c == "noisy") - (s == "selection")]
+    ]
+    (lab.root / "dim.pkl").write_bytes(pickle.dumps(pd.DataFrame(rows)))
+
+
+OTHERS = [
+    "import pickle\n"
+    "from explorer.widgets.subspace_view import SubspaceView\n"
+    "from explorer.widgets.similarity_view import SimilarityView\n"
+    "from explorer.widgets.dimension_view import DimensionView\n"
+    "sub = SubspaceView(pickle.load(open('cmp.pkl', 'rb')), b='lora', depth=1)\n"
+    "sim = SimilarityView(pickle.load(open('sim.pkl', 'rb')))\n"
+    "dim = DimensionView(pickle.load(open('dim.pkl', 'rb')), depth=1)",
+    "sub",
+    "sim",
+    "dim",
+    'print("depths =", sub.depth, sub.k, sim.depth, sim.depth_b, dim.depth)',
+]
+
+
+def test_subspace_similarity_dimension_views(page, lab, other_pickles, outside_requests, artifacts):
+    write_notebook(lab, "others.ipynb", OTHERS)
+    open_notebook(page, lab, "others.ipynb")
+    for i in range(4):
+        page.evaluate(RUN_CELL, i)
+    charts = page.locator(".explorer-chart")
+    expect(charts).to_have_count(4, timeout=90_000)
+    heat, curve, cka, dims = (charts.nth(i) for i in range(4))
+    for chart, kind in ((heat, "rect"), (curve, "symbol"), (cka, "rect"), (dims, "symbol")):
+        expect(chart.locator(f"svg g.mark-{kind} path").first).to_be_attached(timeout=60_000)
+    python_says(page, 4, "depths = 1 10 0 0 1")
+
+    # the k slider (keyboard) recomputes the intruder test: fewer points in the curve
+    before = len(curve.evaluate(MARKS, "symbol"))
+    sub_widget = page.locator(".jp-OutputArea-output").nth(0)
+    handle = sub_widget.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(4):
+        handle.press("ArrowLeft")
+    python_says(page, 4, "depths = 1 6 0 0 1")
+    page.wait_for_function(
+        "([el, n]) => el.querySelectorAll('g.mark-symbol path').length < n",
+        arg=[curve.element_handle(), before],
+        timeout=30_000,
+    )
+
+    # clicks: a heatmap cell, a CKA cell, a dimension point
+    click_mark(page, heat, "rect", {"depth": 3})
+    python_says(page, 4, "depths = 3 6 0 0 1")
+    click_mark(page, cka, "rect", {"depth_a": 2, "depth_b": 4})
+    python_says(page, 4, "depths = 3 6 2 4 1")
+    click_mark(page, dims, "symbol", {"depth": 4})
+    python_says(page, 4, "depths = 3 6 2 4 4")
+
+    names = {"subspace": sub_widget, "similarity": cka, "dimension": dims}
+    for name, locator in names.items():
+        locator.scroll_into_view_if_needed()
+        locator.screenshot(path=artifacts / f"{name}_view_light.png")
+    light = cka.evaluate(LABEL_COLOUR)
+    set_theme(page, "JupyterLab Dark", "false")
+    assert cka.evaluate(LABEL_COLOUR) != light
+    for name, locator in names.items():
+        locator.scroll_into_view_if_needed()
+        locator.screenshot(path=artifacts / f"{name}_view_dark.png")
     assert outside_requests == []

@@ -217,7 +217,7 @@ def test_subspace_view_sliders_recompute(comparison):
     assert (test.intruder == "intruder").sum() == (cos < 0.6).sum()
     datasets = view._charts["curve"].spec["datasets"]
     assert datasets["epsilon"] == [{"epsilon": 0.6}] and len(datasets["curve"]) == len(curve)
-    assert "k = 4, epsilon = 0.60" in box.children[2].children[1].value
+    assert "k = 4, epsilon = 0.60" in box.children[3].value
 
     click(heat, depth=3)
     assert view.depth == 3 and set(view.curve_data.address) == {"blocks.3.mlp.up"}
