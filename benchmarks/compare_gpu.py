@@ -24,23 +24,9 @@ import sys
 import time
 
 import torch
+from llama_shapes import HIDDEN, shapes  # benchmarks/ is on sys.path when run as a script
 
 import explorer as ex
-
-HIDDEN, MLP = 4096, 11008
-
-
-def shapes(shrink: int) -> dict[str, tuple[int, int]]:
-    h, f = HIDDEN // shrink, MLP // shrink
-    return {
-        "self_attn.q_proj": (h, h),
-        "self_attn.k_proj": (h, h),
-        "self_attn.v_proj": (h, h),
-        "self_attn.o_proj": (h, h),
-        "mlp.gate_proj": (f, h),
-        "mlp.up_proj": (f, h),
-        "mlp.down_proj": (h, f),
-    }
 
 
 def pair(layers: int, shrink: int, device: str) -> tuple[dict, dict]:

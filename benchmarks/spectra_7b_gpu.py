@@ -31,25 +31,17 @@ import threading
 import time
 from pathlib import Path
 
+import llama_shapes  # benchmarks/ is on sys.path when a script there runs
 import torch
+from llama_shapes import HIDDEN
 
-HIDDEN, MLP = 4096, 11008
 # --device/--shrink are for smoke-testing this script on a CPU; the figures need the defaults
 DEVICE = "cuda"
 SHRINK = 1
 
 
 def shapes() -> dict[str, tuple[int, int]]:
-    h, f = HIDDEN // SHRINK, MLP // SHRINK
-    return {
-        "self_attn.q_proj": (h, h),
-        "self_attn.k_proj": (h, h),
-        "self_attn.v_proj": (h, h),
-        "self_attn.o_proj": (h, h),
-        "mlp.gate_proj": (f, h),
-        "mlp.up_proj": (f, h),
-        "mlp.down_proj": (h, f),
-    }
+    return llama_shapes.shapes(SHRINK)
 
 
 def layer_tensors(i: int, gen: torch.Generator) -> dict[str, torch.Tensor]:

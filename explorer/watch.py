@@ -231,18 +231,7 @@ class Watch:
         return f"Watch(every={self.every}, metrics={list(self.metrics)}, records={len(steps)})"
 
 
-def watch(
-    model: torch.nn.Module,
-    probe: Any,
-    every: int = 50,
-    *,
-    metrics: Sequence[str] = METRICS,
-    drift: bool = False,
-    drift_k: int = 8,
-    max_points: int | None = 512,
-    background: bool = True,
-    seed: int = 0,
-) -> Watch:
+def watch(model: torch.nn.Module, probe: Any, every: int = 50, **options: Any) -> Watch:
     """Watch effective rank, RankMe, intrinsic dimension (and subspace drift) per depth as
     ``model`` trains.
 
@@ -251,15 +240,15 @@ def watch(
     model : torch.nn.Module
         The model being trained (captured in place, on its own device).
     probe : Probe, list of str, tensor or array
-        The inputs captured at each record (at most ``max_points``, a seeded sample).
+        The inputs captured at each record (at most ``max_points``, default 512, a seeded sample).
     every : int
         Record at steps ``0, every, 2 every, ...``.
-    metrics : sequence of str
-        Any of ``"effective_rank"``, ``"rankme"``, ``"twonn"``.
-    drift : bool
-        Also the drift of each depth's top-``drift_k`` weight subspaces since the first record.
-    background : bool
-        Compute metrics on a background thread (only the capture blocks the training loop).
+    **options
+        ``metrics`` (any of ``"effective_rank"``, ``"rankme"``, ``"twonn"``; default all),
+        ``drift`` (also the drift of each depth's top-``drift_k`` weight subspaces since the first
+        record; default False), ``drift_k`` (8), ``max_points`` (512), ``background`` (compute
+        metrics on a background thread so only the capture blocks the loop; default True),
+        ``seed`` (0).
 
     Returns
     -------
@@ -275,14 +264,4 @@ def watch(
     ...     w(step)
     >>> w.frame.query("metric == 'rankme'")
     """
-    return Watch(
-        model,
-        probe,
-        every=every,
-        metrics=metrics,
-        drift=drift,
-        drift_k=drift_k,
-        max_points=max_points,
-        background=background,
-        seed=seed,
-    )
+    return Watch(model, probe, every=every, **options)
