@@ -613,9 +613,11 @@ class Explorer(traitlets.HasTraits):
 
     def _sync_layout_buttons(self) -> None:
         options = [m.upper() for m in self._layout_names if m in self._layouts]
-        self._buttons.options = options
-        self._buttons.value = self._layout.upper()
-        self._buttons.layout.display = "" if len(self._layout_names) > 1 else "none"
+        shown = bool(options) and len(self._layout_names) > 1
+        self._buttons.layout.display = "" if shown else "none"
+        if options:
+            self._buttons.options = options
+            self._buttons.value = self._layout.upper()
 
     def _layout_clicked(self, change) -> None:
         method = str(change["new"] or "").lower()
