@@ -210,11 +210,14 @@ def _gride_solve(log_mu: torch.Tensor, n1: int, n2: int) -> float:
         return (n - 1) / d + c * np.sum(lm / e) - (n2 - 1) * s_log, slope
 
     # the score falls from +inf (d -> 0) to -n1 sum log mu (d -> inf): one root; Newton's method
-    # kept inside a bracket that bisection shrinks whenever a step would leave it
-    lo, hi = 0.0, 1.0
+    # kept inside a bracket that bisection shrinks whenever a step would leave it. Since
+    # lm / (1 - exp(-d lm)) >= lm, the score is >= (n - 1) / d - n1 sum log mu: the root is at
+    # least (n - 1) / (n1 sum log mu), and Newton starts there.
+    lo = (n - 1) / (n1 * s_log)
+    hi = 2 * lo
     while score(hi)[0] > 0:
         lo, hi = hi, 2 * hi
-    d = (lo + hi) / 2
+    d = lo
     for _ in range(200):
         f, df = score(d)
         if f > 0:
