@@ -70,6 +70,12 @@ def test_layer_browser_in_jupyterlab(page, lab, outside_requests, artifacts):
         "?.connectionStatus === 'connected'",
         timeout=30_000,
     )
+    # the theme is a saved setting: an earlier test in this JupyterLab may have left it dark
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
+        "{theme: 'JupyterLab Light'})"
+    )
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true")
 
     page.evaluate(RUN_CELL, 0)
     widget = page.locator(".explorer-lb")
