@@ -654,7 +654,8 @@ class Explorer(traitlets.HasTraits):
                 max=self._depths[-1],
                 description="depth",
                 continuous_update=True,
-                layout=w.Layout(width="320px"),
+                style={"description_width": "initial"},
+                layout=w.Layout(width="360px"),
             )
             self._slider.add_class("explorer-depth")
             self._slider.observe(self._slider_moved, "value")

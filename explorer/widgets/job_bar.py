@@ -177,15 +177,16 @@ class JobBar:
 
     def _redraw(self) -> None:
         self._rows_box.children = tuple(r.box for r in self._rows.values())
-        done = [
-            f"{t} {s} ({sec:.1f} s)" if s != "done" else f"{t} ({sec:.1f} s)"
-            for t, s, sec in self.finished[-8:]
-        ]
         parts = []
         if not self._rows:
-            parts.append("idle" if not done else "all done")
-        if done:
-            parts.append("finished: " + ", ".join(done))
+            parts.append("all done" if self.finished else "idle")
+        recent = [
+            f"{t} ({sec:.1f} s)" if s == "done" else f"{t} {s} ({sec:.1f} s)"
+            for t, s, sec in self.finished[-3:]
+        ]
+        if recent:
+            more = len(self.finished) - len(recent)
+            parts.append("last: " + ", ".join(recent) + (f" and {more} more" if more else ""))
         if self._note:
             parts.append(self._note)
         self._summary.value = (
