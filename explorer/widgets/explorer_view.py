@@ -52,6 +52,15 @@ def _message(text: str, warn: bool = False) -> str:
     return f"<div class='explorer-placeholder' style='{style}; padding: 12px'>{text}</div>"
 
 
+def _close(widget: Any) -> None:
+    """Close an ipywidget and the widgets it holds (a replaced view must not leak comms)."""
+    if widget is None:
+        return
+    for child in getattr(widget, "children", ()):
+        _close(child)
+    widget.close()
+
+
 class Explorer(traitlets.HasTraits):
     """Spectra, projections, dimension, subspaces and similarity of a checkpoint on one depth
     cursor and one selection.
@@ -556,6 +565,8 @@ class Explorer(traitlets.HasTraits):
             self._messages.pop(name, None)
             if self._widget is not None:
                 self._fill(name)
+            if old is not None and old is not view:
+                _close(getattr(old, "_widget", None))  # the replaced view's comms
 
     def _widget_of(self, name: str, view: Any):
         from explorer.widgets.projection_view import ProjectionView
