@@ -19,7 +19,7 @@ from explorer.errors import (
 )
 from explorer.probe import Probe
 from explorer.projection import Projection, project
-from explorer.representation import representation_metrics
+from explorer.representation import representation_metrics, size_curve_metrics
 from explorer.similarity import similarity
 from explorer.sources import Checkpoint, PairedLayers, load, pair
 from explorer.spectra import spectra
@@ -76,6 +76,7 @@ __all__ = [
     "pair",
     "representation_metrics",
     "similarity",
+    "size_curve_metrics",
     "spectra",
     "watch",
 ]
