@@ -21,7 +21,8 @@ pytest.importorskip("vl_convert")
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
-DOCS = REPO / "docs"
+# screenshots go to the test artifacts; EXPLORER_UPDATE_DOCS=1 refreshes the committed ones in docs/
+DOCS = REPO / ("docs" if os.environ.get("EXPLORER_UPDATE_DOCS") else "test-artifacts")
 if not (REPO / "explorer/static/projection_view.js").is_file() and not os.environ.get("CI"):
     pytest.skip("JS bundle not built: run scripts/setup", allow_module_level=True)
 

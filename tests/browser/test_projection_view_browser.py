@@ -18,7 +18,8 @@ expect = pytest.importorskip("playwright.sync_api").expect
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "explorer" / "static" / "projection_view.js"
-DOCS = REPO / "docs"
+# screenshots go to the test artifacts; EXPLORER_UPDATE_DOCS=1 refreshes the committed ones in docs/
+DOCS = REPO / ("docs" if os.environ.get("EXPLORER_UPDATE_DOCS") else "test-artifacts")
 if not BUNDLE.is_file() and not os.environ.get("CI"):  # in CI a missing bundle fails
     pytest.skip("JS bundle not built: run scripts/setup", allow_module_level=True)
 
