@@ -31,7 +31,7 @@ import torch
 
 from explorer.capture import capture
 from explorer.kernel.dimension import twonn
-from explorer.kernel.spectra import effective_rank, rankme
+from explorer.kernel.spectra import effective_rank, rankme_from_singular_values
 from explorer.kernel.subspaces import singular_vectors, subspace_overlap
 from explorer.sources.load import load
 
@@ -43,15 +43,18 @@ __all__ = ["METRICS", "Watch", "watch"]
 METRICS = ("effective_rank", "rankme", "twonn")
 
 
-def _effective_rank(x: torch.Tensor) -> float:
-    x = x.double()
-    return float(effective_rank(torch.linalg.svdvals(x - x.mean(0))))
+def _spectral(x: torch.Tensor, cache: dict) -> torch.Tensor:
+    """Singular values of the centred states, computed once per depth for both rank metrics."""
+    if "s" not in cache:
+        x = x.double()
+        cache["s"] = torch.linalg.svdvals(x - x.mean(0))
+    return cache["s"]
 
 
 _COMPUTE = {
-    "effective_rank": _effective_rank,
-    "rankme": lambda x: float(rankme(x.double())),
-    "twonn": lambda x: float(twonn(x.float())),
+    "effective_rank": lambda x, c: float(effective_rank(_spectral(x, c))),
+    "rankme": lambda x, c: float(rankme_from_singular_values(_spectral(x, c))),
+    "twonn": lambda x, c: float(twonn(x.float())),
 }
 
 
@@ -81,13 +84,18 @@ class Watch:
         self.max_points, self.seed = max_points, seed
         self._rows: list[dict] = []
         self._lock = threading.Lock()
+        # metrics run with one intra-op thread (a per-thread setting), so that they never
+        # spin against the training loop's own threads
         self._pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="explorer-watch") if background else None
+            ThreadPoolExecutor(1, "explorer-watch", torch.set_num_threads, (1,))
+            if background
+            else None
         )
         self._pending: list[Future] = []
         self._initial: dict[str, tuple[int, torch.Tensor]] | None = None
         self._calls = 0
         self._view = None
+        self._ck = None
         self.seconds_blocking = 0.0  # time the training loop spent inside watch
 
     # -- recording --------------------------------------------------------------------------
@@ -102,8 +110,10 @@ class Watch:
         """Capture the probe now and compute the metrics (in the background by default)."""
         start = time.perf_counter()
         device = next(self.model.parameters()).device
+        if self._ck is None:
+            self._ck = load(self.model)  # the layer table once, not at every record
         acts = capture(
-            self.model,
+            self._ck,
             self.probe,
             device=device,
             max_points=self.max_points,
@@ -129,9 +139,10 @@ class Watch:
     def _compute(self, step: int, states, weights) -> None:
         rows = []
         for depth, x in states.items():
+            cache: dict = {}
             for m in self.metrics:
                 try:
-                    value = _COMPUTE[m](x)
+                    value = _COMPUTE[m](x, cache)
                 except Exception:  # noqa: BLE001 - a metric undefined at one depth is a NaN
                     value = float("nan")
                 rows.append({"step": step, "depth": depth, "metric": m, "value": value})

@@ -42,6 +42,7 @@ __all__ = [
     "numerical_rank",
     "participation_ratio",
     "rankme",
+    "rankme_from_singular_values",
     "singular_values",
     "stable_rank",
 ]
@@ -361,9 +362,18 @@ def rankme(Z, *, center: bool = True, eps: float = 1e-7, dtype=torch.float64):
     t, f = _tensor(Z, _dtype(dtype))
     if center:
         t = t - t.mean(-2, keepdim=True)
-    s = singular_values(t, dtype=dtype)
+    return _out(_rankme(singular_values(t, dtype=dtype), eps), f)
+
+
+def rankme_from_singular_values(s, *, eps: float = 1e-7):
+    """:func:`rankme` from the singular values of the (centred) embedding matrix."""
+    t, f = _tensor(s)
+    return _out(_rankme(t, eps), f)
+
+
+def _rankme(s: torch.Tensor, eps: float) -> torch.Tensor:
     p = s / s.sum(-1, keepdim=True) + eps
-    return _out((-(p * p.log()).sum(-1)).exp(), f)
+    return (-(p * p.log()).sum(-1)).exp()
 
 
 # -- random-matrix reference and the heavy-tail summary -----------------------------------------------
