@@ -352,7 +352,8 @@ class ChartView(traitlets.HasTraits):
     """Base of the chart views: a ``depth`` trait (the cursor), charts built lazily.
 
     ``cursor`` links ``depth`` both ways with another object's ``depth`` trait (a shared cursor
-    widget or another view), so scrubbing one moves all. Subclasses implement ``_build()``
+    widget or another view), so scrubbing one moves all. Subclasses set ``self._depths`` (the
+    depths they show, ascending) before calling ``__init__``, and implement ``_build()``
     (returning the ipywidget) and ``_show_depth()``, and register their charts in
     ``self._charts`` so a click comes back through :meth:`_watch_pick`.
     """
@@ -374,7 +375,8 @@ class ChartView(traitlets.HasTraits):
 
     @property
     def depths(self) -> list[int]:
-        raise NotImplementedError
+        """The depths this view shows, ascending."""
+        return self._depths
 
     @traitlets.validate("depth")
     def _valid_depth(self, proposal):

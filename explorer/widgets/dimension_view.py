@@ -136,13 +136,7 @@ class DimensionView(ChartView):
         unknown = set(self._metrics) - set(self._data.metric)
         if unknown:
             raise ValueError(f"no rows for the metrics {sorted(unknown)}")
-        super().__init__(depth=self._depths[0] if depth is None else depth)
-        if cursor is not None:
-            self.link(cursor)
-
-    @property
-    def depths(self) -> list[int]:
-        return self._depths
+        super().__init__(depth=self._depths[0] if depth is None else depth, cursor=cursor)
 
     @property
     def data(self) -> pd.DataFrame:

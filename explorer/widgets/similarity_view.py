@@ -103,13 +103,8 @@ class SimilarityView(ChartView):
         super().__init__(
             depth=self._depths[0] if depth is None else depth,
             depth_b=self._depths_b[0] if depth_b is None else depth_b,
+            cursor=cursor,
         )
-        if cursor is not None:
-            self.link(cursor)
-
-    @property
-    def depths(self) -> list[int]:
-        return self._depths
 
     @property
     def data(self) -> pd.DataFrame:

@@ -240,13 +240,7 @@ class SpectrumView(ChartView):
         self._roles = list(dict.fromkeys(spectra.role))
         self._order = list(dict.fromkeys(self._esd.matrix))
         self._metric = self._checked_metric(metric)
-        super().__init__(depth=self._depths[0] if depth is None else depth)
-        if cursor is not None:
-            self.link(cursor)
-
-    @property
-    def depths(self) -> list[int]:
-        return self._depths
+        super().__init__(depth=self._depths[0] if depth is None else depth, cursor=cursor)
 
     @property
     def data(self) -> pd.DataFrame:

@@ -156,11 +156,13 @@ class SubspaceView(ChartView):
         self._curve = pd.DataFrame()
         self._curve_key = None
         super().__init__(
-            depth=self._depths[0] if depth is None else depth, b=name, k=k, epsilon=epsilon
+            depth=self._depths[0] if depth is None else depth,
+            b=name,
+            k=k,
+            epsilon=epsilon,
+            cursor=cursor,
         )
         self._recompute()
-        if cursor is not None:
-            self.link(cursor)
 
     def _kept(self) -> int:
         sizes = [
@@ -170,10 +172,6 @@ class SubspaceView(ChartView):
             if lc.intruder.get(self._side) is not None and lc.intruder[self._side].size
         ]
         return max(sizes) if sizes else 1
-
-    @property
-    def depths(self) -> list[int]:
-        return self._depths
 
     @property
     def k_max(self) -> int:
