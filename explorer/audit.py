@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from explorer.cache import file_sha256
 from explorer.compare import compare
 from explorer.errors import ProbeError
 from explorer.probe import Probe
@@ -32,8 +33,6 @@ from explorer.sources.load import load
 from explorer.spectra import spectra
 
 __all__ = ["audit", "read_probe"]
-
-_CHUNK = 1 << 20
 
 
 def _say(progress: Callable[[str], None] | None, message: str) -> None:
@@ -201,26 +200,18 @@ def _describe(ck) -> dict:
 def _digest(ck) -> dict[str, str]:
     """SHA-256 of every file of a checkpoint on disk, else of its weight matrices' bytes.
 
-    Files are read in 1 MiB chunks; in-memory tensors one at a time.
+    In-memory tensors are read one at a time.
     """
     src = Path(str(ck.source))
     if src.exists():
         files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-        return {str(p.relative_to(src) if src.is_dir() else p.name): _file_sha(p) for p in files}
+        return {str(p.relative_to(src) if src.is_dir() else p.name): file_sha256(p) for p in files}
     h = hashlib.sha256()
     for e in ck.entries:
         w = ck.weight(e.address, dtype=torch.float32, check_finite=False)
         h.update(e.address.encode())
         h.update(w.contiguous().numpy().tobytes())
     return {"<weights, float32, in address order>": h.hexdigest()}
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _version() -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Cache", "cache_root", "digest", "key"]
+__all__ = ["Cache", "cache_root", "digest", "file_sha256", "key"]
 
 _FORMAT = "explorer.result/1"
 _SUFFIX = ".safetensors"
@@ -43,6 +43,15 @@ def cache_root() -> Path:
     if root:
         return Path(root).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "explorer"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read 1 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def digest(value) -> str:

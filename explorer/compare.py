@@ -371,8 +371,8 @@ def _unique_names(names) -> list[str]:
 
 
 def _read(ck: Checkpoint, addr: str, dev: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    w = ck.weight(addr, device=dev, dtype=dtype, check_finite=False)
-    return w.reshape(w.shape[0], -1)
+    """The (out, in) matrix (convolutions already reshaped); NaN/Inf are reported, not raised."""
+    return ck.weight(addr, device=dev, dtype=dtype, check_finite=False)
 
 
 def _finite_status(wa: torch.Tensor, wb: torch.Tensor) -> str:

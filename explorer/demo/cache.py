@@ -8,7 +8,6 @@ leaves a half entry; an entry whose manifest is missing or does not match its fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,8 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from explorer.cache import file_sha256
 
 DEMO_VERSION = "1"  # bump when a recipe changes: old caches are then left alone, not reused
 MANIFEST = "manifest.json"
@@ -47,7 +48,7 @@ def is_valid(path: Path) -> bool:
             return False
         for rel, expected in files.items():
             f = path / rel
-            if f.stat().st_size != expected["size"] or _sha256(f) != expected["sha256"]:
+            if f.stat().st_size != expected["size"] or file_sha256(f) != expected["sha256"]:
                 return False
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
@@ -69,7 +70,7 @@ def write_entry(name: str, fill: Callable[[Path], None]) -> Path:
     try:
         fill(tmp)
         files = {
-            str(f.relative_to(tmp).as_posix()): {"size": f.stat().st_size, "sha256": _sha256(f)}
+            str(f.relative_to(tmp).as_posix()): {"size": f.stat().st_size, "sha256": file_sha256(f)}
             for f in sorted(tmp.rglob("*"))
             if f.is_file()
         }
@@ -108,11 +109,3 @@ def _remove_if_old(p: Path, now: float) -> None:
             shutil.rmtree(p, ignore_errors=True)
     except OSError:
         pass
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
