@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from explorer.kernel.spectra import _tensor
+from explorer.kernel.subspaces import seeded_svd_lowrank
 
 __all__ = ["PCAResult", "displacement", "pca", "procrustes", "procrustes_rotation"]
 
@@ -120,10 +121,7 @@ def pca(
     total = (xc * xc).sum() / (n - 1)
     if solver == "randomized":
         q = min(k + n_oversamples, n, d)
-        devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            u, s, v = torch.svd_lowrank(xc, q=q, niter=n_iter)
+        u, s, v = seeded_svd_lowrank(xc, q, n_iter, seed)
         lam = s[:k] ** 2 / (n - 1)
         comps = v[:, :k]
     elif d <= n:

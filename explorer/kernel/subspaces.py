@@ -131,21 +131,21 @@ def singular_vectors(W, k: int | None = None, *, method: str = "auto", seed: int
         u, s, vh = torch.linalg.svd(w, full_matrices=False)
         u, s, vh = u[:, :k], s[:k], vh[:k]
     elif method == "randomized":
-        gen_state = torch.random.get_rng_state()
-        cuda_state = torch.cuda.get_rng_state_all() if w.is_cuda else None
-        torch.manual_seed(seed)
-        try:
-            u, s, v = torch.svd_lowrank(w, q=min(k + _OVERSAMPLE, r), niter=_POWER_ITERS)
-        finally:
-            torch.random.set_rng_state(gen_state)
-            if cuda_state is not None:
-                torch.cuda.set_rng_state_all(cuda_state)
+        u, s, v = seeded_svd_lowrank(w, min(k + _OVERSAMPLE, r), _POWER_ITERS, seed)
         u, s, vh = u[:, :k], s[:k], v[:, :k].mT
     else:
         raise ValueError(f"method must be 'auto', 'exact' or 'randomized', not {method!r}")
     flip = torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))
     flip[flip == 0] = 1
     return u * flip, s, vh * flip.mT
+
+
+def seeded_svd_lowrank(x: torch.Tensor, q: int, niter: int, seed: int):
+    """``torch.svd_lowrank(x, q, niter)`` drawn from ``seed``, leaving the caller's RNG as it was."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return torch.svd_lowrank(x, q=q, niter=niter)
 
 
 def intruder_cosines(basis_a, top_b) -> np.ndarray:
