@@ -9,13 +9,10 @@ nbformat = pytest.importorskip("nbformat")
 expect = pytest.importorskip("playwright.sync_api").expect
 pytest.importorskip("vl_convert")
 
+from lab_page import KERNEL_READY, RUN_CELL, set_theme, write_notebook  # noqa: E402
+
 pytestmark = pytest.mark.browser
 
-RUN_CELL = """index => {
-  const notebook = window.jupyterapp.shell.currentWidget.content;
-  notebook.activeCellIndex = index;
-  return window.jupyterapp.commands.execute("notebook:run-cell");
-}"""
 
 # Marks of a chart: every symbol/rect the SVG renderer drew, with the datum it is bound to.
 MARKS = """(root, kind) => [...root.querySelectorAll(`g.mark-${kind} path`)].map(el => {
@@ -38,25 +35,10 @@ LABEL_COLOUR = """root => {
 }"""
 
 
-def write_notebook(lab, name, cells):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    notebook.metadata["kernelspec"] = {"name": lab.kernel, "display_name": lab.kernel}
-    nbformat.write(notebook, lab.root / name)
-
-
 def open_notebook(page, lab, name):
     page.goto(lab.notebook_url(name))
-    page.wait_for_function(
-        "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
-        "?.connectionStatus === 'connected'",
-        timeout=60_000,
-    )
-    # the theme is a saved setting: an earlier test may have left JupyterLab dark
-    page.evaluate(
-        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
-        "{theme: 'JupyterLab Light'})"
-    )
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true")
+    page.wait_for_function(KERNEL_READY, timeout=60_000)
+    set_theme(page, "JupyterLab Light", "true")  # an earlier test may have left it dark
 
 
 def python_says(page, index, expected, tries=40):
@@ -81,14 +63,6 @@ def click_mark(page, chart, kind, match):
     page.wait_for_timeout(300)
     page.mouse.move(target["x"] - 40, target["y"] - 40, steps=4)
     return target["datum"]
-
-
-def set_theme(page, name, light):
-    page.evaluate(
-        f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})"
-    )
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", light)
-    page.wait_for_timeout(2000)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +116,7 @@ def test_spectrum_view_offline_click_and_themes(
     page.screenshot(path=artifacts / "spectrum_view_light_page.png")
     cell = page.locator(".jp-OutputArea-output").first
     cell.screenshot(path=artifacts / "spectrum_view_light.png")
-    set_theme(page, "JupyterLab Dark", "false")
+    set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
     dark = overview.evaluate(LABEL_COLOUR)
     assert overview.evaluate(CURSOR) == [5], "a theme redraw lost the cursor"
     assert light and dark and light != dark, (light, dark)
@@ -232,7 +206,7 @@ def test_subspace_similarity_dimension_views(page, lab, other_pickles, outside_r
         locator.scroll_into_view_if_needed()
         locator.screenshot(path=artifacts / f"{name}_view_light.png")
     light = cka.evaluate(LABEL_COLOUR)
-    set_theme(page, "JupyterLab Dark", "false")
+    set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
     assert cka.evaluate(LABEL_COLOUR) != light
     for name, locator in names.items():
         locator.scroll_into_view_if_needed()

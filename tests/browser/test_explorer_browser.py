@@ -19,6 +19,8 @@ Image = pytest.importorskip("PIL.Image")
 expect = pytest.importorskip("playwright.sync_api").expect
 pytest.importorskip("vl_convert")
 
+from lab_page import KERNEL_READY, RUN_CELL, set_theme, write_notebook  # noqa: E402
+
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 # screenshots go to the test artifacts; EXPLORER_UPDATE_DOCS=1 refreshes the committed ones in docs/
@@ -35,15 +37,6 @@ CELLS = [
     'print("series", sorted(set(x.views["dimension"].data.series)))',
 ]
 
-RUN_CELL = """index => {
-  const notebook = window.jupyterapp.shell.currentWidget.content;
-  notebook.activeCellIndex = index;
-  return window.jupyterapp.commands.execute("notebook:run-cell");
-}"""
-KERNEL_READY = (
-    "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
-    "?.connectionStatus === 'connected'"
-)
 # the depths of the largest symbols of a chart: those under the depth cursor are drawn bigger
 CURSOR = """root => {
   const marks = [...root.querySelectorAll("g.mark-symbol path")]
@@ -85,14 +78,6 @@ def open_tab(page, dashboard, title):
     page.wait_for_timeout(300)
 
 
-def set_theme(page, name, light):
-    page.evaluate(
-        f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})"
-    )
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", light)
-    page.wait_for_timeout(2000)
-
-
 def open_notebook(page, lab, name):
     page.goto(lab.notebook_url(name))
     page.wait_for_function(KERNEL_READY, timeout=60_000)
@@ -113,12 +98,10 @@ def lasso_left_half(page, plot):
 
 
 def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    notebook.metadata["kernelspec"] = {"name": lab.kernel, "display_name": lab.kernel}
-    nbformat.write(notebook, lab.root / "explorer.ipynb")
+    write_notebook(lab, "explorer.ipynb", CELLS)
     page.set_viewport_size({"width": 1280, "height": 1700})  # the whole dashboard in view
     open_notebook(page, lab, "explorer.ipynb")
-    set_theme(page, "JupyterLab Light", "true")
+    set_theme(page, "JupyterLab Light", "true", settle_ms=2000)
 
     # First picture: both projections drawn with WebGL, while the jobs still run.
     start = time.perf_counter()
@@ -207,7 +190,7 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
     page.wait_for_timeout(500)
     DOCS.mkdir(exist_ok=True)
     dashboard.screenshot(path=DOCS / "explorer-light.png")
-    set_theme(page, "JupyterLab Dark", "false")
+    set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
     dark = pixels(plots.nth(0))
     assert dark[2, 2].sum() < 3 * 90, "the projection stayed light"
     assert painted(dark) > 2000
@@ -217,7 +200,7 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
     assert label != "rgb(33, 33, 33)", "dimension axis labels stayed dark on dark"
     dashboard.screenshot(path=DOCS / "explorer-dark.png")
     dashboard.screenshot(path=artifacts / "explorer-dark.png")
-    set_theme(page, "JupyterLab Light", "true")
+    set_theme(page, "JupyterLab Light", "true", settle_ms=2000)
 
     # Saved and opened again: the views come back from the kernel and stay linked.
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")

@@ -8,6 +8,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 expect = pytest.importorskip("playwright.sync_api").expect
 
+from lab_page import KERNEL_READY, RUN_CELL, set_theme, write_notebook  # noqa: E402
+
 pytestmark = pytest.mark.browser
 BUNDLE = Path(__file__).resolve().parents[2] / "explorer" / "static" / "layer_browser.js"
 if not BUNDLE.is_file() and not os.environ.get("CI"):  # in CI a missing bundle fails
@@ -48,34 +50,13 @@ BARS = """canvas => {
   return {painted, commonest, highlighted: accent.flatMap((n, slot) => (n > 200 ? [slot] : []))};
 }"""
 
-RUN_CELL = """index => {
-  const notebook = window.jupyterapp.shell.currentWidget.content;
-  notebook.activeCellIndex = index;
-  return window.jupyterapp.commands.execute("notebook:run-cell");
-}"""
-
-
-def write_notebook(lab, name):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    notebook.metadata["kernelspec"] = {"name": lab.kernel, "display_name": lab.kernel}
-    nbformat.write(notebook, lab.root / name)
-
 
 def test_layer_browser_in_jupyterlab(page, lab, outside_requests, artifacts):
     # The notebook names its kernel, so JupyterLab opens it without a "Select Kernel" dialog.
-    write_notebook(lab, "layer_browser.ipynb")
+    write_notebook(lab, "layer_browser.ipynb", CELLS)
     page.goto(lab.notebook_url("layer_browser.ipynb"))
-    page.wait_for_function(
-        "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
-        "?.connectionStatus === 'connected'",
-        timeout=30_000,
-    )
-    # the theme is a saved setting: an earlier test in this JupyterLab may have left it dark
-    page.evaluate(
-        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
-        "{theme: 'JupyterLab Light'})"
-    )
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true")
+    page.wait_for_function(KERNEL_READY, timeout=30_000)
+    set_theme(page, "JupyterLab Light", "true")  # an earlier test may have left it dark
 
     page.evaluate(RUN_CELL, 0)
     widget = page.locator(".explorer-lb")
@@ -115,11 +96,7 @@ def test_layer_browser_in_jupyterlab(page, lab, outside_requests, artifacts):
     widget.screenshot(path=artifacts / "layer_browser_light_widget.png")
 
     # Dark theme: colours come from JupyterLab's variables, and the bars are redrawn in them.
-    page.evaluate(
-        "() => window.jupyterapp.commands.execute("
-        "'apputils:change-theme', {theme: 'JupyterLab Dark'})"
-    )
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+    set_theme(page, "JupyterLab Dark", "false")
     expect(widget).not_to_have_css("background-color", "rgb(255, 255, 255)")
     dark = canvas.evaluate(BARS)
     assert dark["highlighted"] == [3]

@@ -15,6 +15,8 @@ nbformat = pytest.importorskip("nbformat")
 Image = pytest.importorskip("PIL.Image")
 expect = pytest.importorskip("playwright.sync_api").expect
 
+from lab_page import KERNEL_READY, RUN_CELL, set_theme, write_notebook  # noqa: E402
+
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "explorer" / "static" / "projection_view.js"
@@ -58,15 +60,6 @@ coords = {d: base @ np.array([[np.cos(d / 3), -np.sin(d / 3)], [np.sin(d / 3), n
 big = ProjectionView(coords, color_by=rng.integers(0, 10, 100_000), title="100k x 12")
 big"""
 
-RUN_CELL = """index => {
-  const notebook = window.jupyterapp.shell.currentWidget.content;
-  notebook.activeCellIndex = index;
-  return window.jupyterapp.commands.execute("notebook:run-cell");
-}"""
-KERNEL_READY = (
-    "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
-    "?.connectionStatus === 'connected'"
-)
 SWITCHES = (
     "name => performance.getEntriesByName(name ?? 'explorer-projection-depth-switch')"
     ".map(e => e.duration)"
@@ -86,12 +79,6 @@ def summary(ms: np.ndarray) -> dict[str, float]:
         "p95": round(float(np.percentile(ms, 95)), 1),
         "max": round(float(ms.max()), 1),
     }
-
-
-def write_notebook(lab, name, cells):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    notebook.metadata["kernelspec"] = {"name": lab.kernel, "display_name": lab.kernel}
-    nbformat.write(notebook, lab.root / name)
 
 
 def open_notebook(page, lab, name, cells):
@@ -209,11 +196,7 @@ def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
     DOCS.mkdir(exist_ok=True)
     root.screenshot(path=artifacts / "projection_view_light.png")
     root.screenshot(path=DOCS / "projection-view-light.png")
-    page.evaluate(
-        "() => window.jupyterapp.commands.execute("
-        "'apputils:change-theme', {theme: 'JupyterLab Dark'})"
-    )
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+    set_theme(page, "JupyterLab Dark", "false")
     expect(root).not_to_have_css("background-color", "rgb(255, 255, 255)")
     page.wait_for_timeout(500)
     dark = pixels(plot)
