@@ -33,9 +33,9 @@ def write_data(out: Path, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataF
         df = df.reset_index(drop=True)
         df.insert(0, "row", range(len(df)))
         table = df.copy()
-        for c in table.columns:
-            if table[c].map(lambda v: isinstance(v, list | tuple)).any():
-                table[c] = table[c].map(lambda v: list(v) if isinstance(v, list | tuple) else v)
+        # shapes are tuples, which Parquet does not take: make them lists
+        for c in table.select_dtypes(include="object", exclude="str"):
+            table[c] = table[c].map(lambda v: list(v) if isinstance(v, tuple) else v)
         table.to_parquet(data / f"{name}.parquet", index=False)
         flat = table.drop(columns=[c for c in _ARRAY_COLUMNS if c in table])
         flat.to_csv(data / f"{name}.csv", index=False)
