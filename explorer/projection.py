@@ -113,8 +113,13 @@ def project(
     dev = resolve_device(device)
     proj = Projection(acts, method, depths, n_components, seed, align, labels, options)
 
+    # the layout holds the raw layouts so far (filled in by proj._add, in depth order), not the
+    # Projection, whose job holds the executor: so it pickles for an executor that ships work
+    # to other workers (Dask)
+    raw = proj.raw
+
     def layout(depth: int) -> dict[str, np.ndarray]:
-        init = proj._previous(depth, proj.raw) if init_previous else None
+        init = _previous(depths, depth, raw) if init_previous else None
         return _layout(acts[depth], method, n_components, seed, dev, init, options)
 
     def layer_key(depth: int) -> str:
@@ -183,9 +188,7 @@ class Projection:
         self.coords[depth] = raw if target is None else procrustes(raw, target)
 
     def _previous(self, depth: int, layouts: dict[int, np.ndarray]) -> np.ndarray | None:
-        """The layout of the nearest earlier depth that is in (a failed depth is skipped)."""
-        earlier = [d for d in self.depths[: self.depths.index(depth)] if d in layouts]
-        return layouts[earlier[-1]] if earlier else None
+        return _previous(self.depths, depth, layouts)
 
     def wait(self, timeout: float | None = None) -> Projection:
         """Block until every depth is in (raises :class:`explorer.jobs.JobError` on failures)."""
@@ -417,6 +420,12 @@ def import_umap():
     import umap
 
     return umap
+
+
+def _previous(depths, depth: int, layouts: dict[int, np.ndarray]) -> np.ndarray | None:
+    """The layout of the nearest earlier depth that is in (a failed depth is skipped)."""
+    earlier = [d for d in depths[: depths.index(depth)] if d in layouts]
+    return layouts[earlier[-1]] if earlier else None
 
 
 def _labels(acts: Activations, labels) -> np.ndarray | None:

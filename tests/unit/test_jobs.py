@@ -8,9 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 
+from explorer.activations import Activations
 from explorer.cache import Cache, key
 from explorer.jobs import JobEngine, JobError
+from explorer.projection import project
 
 
 @pytest.fixture
@@ -193,6 +196,17 @@ def test_dask_executor(tmp_path):
         failing = engine.submit(lambda d: 1 / d, [1, 0, 2])
         with pytest.raises(JobError, match=r"blocks\.0: ZeroDivisionError"):
             failing.result(timeout=60)
+        # a real analysis: the same numbers as on the thread pool (its layout must pickle)
+        g = torch.Generator().manual_seed(0)
+        acts = Activations({d: torch.randn(200, 16, generator=g) for d in range(4)})
+        threads = JobEngine(cache=False, max_workers=2)
+        try:
+            ours = project(acts, "pca", engine=threads)
+        finally:
+            threads.shutdown()
+        theirs = project(acts, "pca", engine=JobEngine(client.get_executor(), cache=False))
+        for d in acts.depths:
+            np.testing.assert_array_equal(theirs.coords[d], ours.coords[d])
     finally:
         client.close()
         cluster.close()
