@@ -18,7 +18,7 @@ from explorer.errors import (
     SourceError,
 )
 from explorer.probe import Probe
-from explorer.projection import Projection, project
+from explorer.projection import Projection, ProjectionPair, project, project_pair
 from explorer.representation import representation_metrics, size_curve_metrics
 from explorer.similarity import similarity
 from explorer.sources import Checkpoint, PairedLayers, load, pair
@@ -61,6 +61,7 @@ __all__ = [
     "LayerError",
     "PairedLayers",
     "Projection",
+    "ProjectionPair",
     "ProjectionView",
     "Probe",
     "ProbeError",
@@ -73,6 +74,7 @@ __all__ = [
     "compare",
     "load",
     "project",
+    "project_pair",
     "pair",
     "representation_metrics",
     "similarity",
