@@ -31,7 +31,6 @@ _WIDGETS = (
     "DimensionView",
     "Explorer",
     "LayerBrowser",
-    "Projection",
     "ProjectionView",
     "SimilarityView",
     "SpectrumView",
