@@ -82,6 +82,18 @@ def key(*parts) -> str:
     A tensor or array part contributes its :func:`digest`; a :class:`pathlib.Path` the digest of
     the file's bytes; anything else its canonical JSON (sorted keys; tuples as lists), so
     ``{"k": 10, "seed": 0}`` and ``{"seed": 0, "k": 10}`` give the same key.
+
+    The parts must name everything that changes the numbers: the inputs (a digest covers their
+    dtype, so float16 and float32 activations differ), the method, its parameters and the seed,
+    plus a format tag of the caller (e.g. ``"explorer.project/1"``), bumped when an algorithm
+    changes its output between releases (the version moves only at releases). The device is
+    deliberately left out, with the working precision it implies (float64 on the CPU, float32 on a
+    GPU, for PCA): the CUDA results agree with the CPU's to the tolerances ``tests/gpu`` checks
+    (``project`` coordinates to 1e-3 of their largest magnitude on the demo, explained variance
+    ratios to 1e-4 relative), far below what a layout shows, so a result computed on a GPU serves
+    the same call on the CPU and back (a notebook reopened on a laptop reuses the server's
+    results). A result whose numbers depend on the device beyond such a tolerance must put the
+    device, or its precision, in the key.
     """
     import explorer
 

@@ -89,7 +89,8 @@ def project(
         Where PCA runs.
     cache : bool
         Read and write each depth's layout in the engine's disk cache, keyed by the depth's bytes,
-        the method, its options, the seed and explorer's version.
+        the method, its options, the seed and explorer's version; not by ``device`` (the CPU and
+        CUDA layouts agree to tolerance: see :func:`explorer.cache.key`).
     engine : JobEngine, optional
         Where the job runs (default: :func:`explorer.jobs.default_engine`).
     background : bool
