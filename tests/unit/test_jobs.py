@@ -172,6 +172,48 @@ def test_a_shut_down_executor_fails_each_layer_with_a_message():
         job.result(timeout=5)
 
 
+def test_a_background_projection_leaves_the_caller_free(engine, monkeypatch):
+    """The notebook contract at the Python level: the cell that starts a long projection returns
+    at once, and the next cell can read its progress and the depths done so far while the rest
+    are still running (each depth here waits until the test lets it finish)."""
+    import explorer.projection
+
+    step = threading.Semaphore(0)
+    real = explorer.projection._layout
+
+    def slow_layout(*args):
+        assert step.acquire(timeout=10), "the test never let this depth finish"
+        return real(*args)
+
+    monkeypatch.setattr(explorer.projection, "_layout", slow_layout)
+    g = torch.Generator().manual_seed(0)
+    acts = Activations({d: torch.randn(100, 8, generator=g) for d in range(4)})
+    try:
+        start = time.perf_counter()
+        p = project(acts, "pca", engine=engine, background=True, cache=False)
+        assert time.perf_counter() - start < 0.5
+        for d in acts.depths:
+            # "another cell": the job is running, its progress and partial layouts readable
+            _until(lambda d=d: p.job.progress.current == d, f"depth {d} never started")
+            progress = p.job.progress
+            assert p.job.state == "running" and progress.done == d
+            assert sorted(p.coords) == list(range(d))
+            step.release()
+            _until(lambda d=d: d in p.coords, f"depth {d} never arrived")
+        assert p.wait(5).job.state == "finished" and p.job.progress.fraction == 1.0
+        assert sorted(p.coords) == acts.depths
+    finally:
+        for _ in acts.depths:
+            step.release()
+
+
+def _until(condition, message, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.002)
+
+
 def test_dask_executor(tmp_path):
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
