@@ -32,6 +32,7 @@ import torch
 
 from explorer.errors import LayerError
 from explorer.kernel.device import resolve_device
+from explorer.kernel.memory import release_freed
 from explorer.kernel.subspaces import (
     angles_between_bases,
     intruder_cosines,
@@ -343,6 +344,8 @@ def compare(
             result[n][addr] = lc
         if len(deltas) == len(cks_b) > 1:
             task[addr] = task_vector_cosines(deltas)
+        del wa, wb, deltas
+        release_freed()  # one layer's matrices at a time, also in resident memory
         if progress is not None:
             progress(i + 1, len(common))
     return Comparison(

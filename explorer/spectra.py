@@ -273,34 +273,30 @@ def _read(ck: Checkpoint, e: LayerEntry, dev: torch.device, dtype: torch.dtype) 
     return ck.weight(e.address, device=dev, dtype=wire, check_finite=False)
 
 
-def _gram(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Gram matrix on the smaller side in ``dtype``, converting a slab of rows at a time.
+def _gram(w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Gram matrix on the smaller side into ``out`` (its dtype), converting a slab of rows at a time.
 
     A 32000 x 4096 bf16 embedding never exists in float64 as a whole (1 GiB): at most
-    ``_SLAB`` elements of it do.
+    ``_SLAB`` elements of it do. The Grams of a batch are written into one tensor allocated
+    before the matrices are read, so that no small allocation lands in the freed room of a
+    converted matrix and pins it (glibc would keep one matrix per Gram resident).
     """
     if w.shape[0] < w.shape[1]:
         w = w.mT
     step = max(1, _SLAB // w.shape[1])
-    if w.shape[0] <= step:
-        x = w.to(dtype)
-        return x.mT @ x
-    g = None
+    out.zero_()
     for slab in w.split(step):
-        x = slab.to(dtype)
-        g = x.mT @ x if g is None else g.addmm_(x.mT, x)
-    return g
+        x = slab.to(out.dtype)
+        out.addmm_(x.mT, x)
+    return out
 
 
 def _run_batch(ck, chunk: list[LayerEntry], dev, dtype, ks) -> list[dict]:
     """Rows for matrices of one Gram size: read, Gram, one batched eigvalsh, batched metrics."""
-    grams = []
-    for e in chunk:
-        w = _read(ck, e, dev, dtype)
-        grams.append(_gram(w, dtype))
-        del w
-    g = torch.stack(grams)
-    del grams
+    k = min(_mn(chunk[0]))
+    g = torch.empty((len(chunk), k, k), dtype=dtype, device=dev)
+    for i, e in enumerate(chunk):
+        _gram(_read(ck, e, dev, dtype), out=g[i])
     # a NaN/Inf anywhere in W shows on the Gram's diagonal (its column's sum of squares)
     finite = torch.isfinite(g.diagonal(dim1=-2, dim2=-1)).all(-1).tolist()
     rows = [
@@ -313,7 +309,6 @@ def _run_batch(ck, chunk: list[LayerEntry], dev, dtype, ks) -> list[dict]:
         return rows
     if len(live) < len(chunk):
         g = g[torch.tensor(finite, device=g.device)]
-    k = g.shape[-1]
     eps = torch.finfo(dtype).eps
     method = ["gram"] * len(live)
     try:
