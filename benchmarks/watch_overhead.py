@@ -1,11 +1,12 @@
 """How much ex.watch slows a training loop: the digits MLP of the demo, with and without watching.
 
     python benchmarks/watch_overhead.py [--every 50] [--epochs 6] [--repeat 3] [--drift]
+                                        [--background process|thread]
 
 The demo's digits MLP (64-128-128-64-10) trained with SGD, batch 32, for ``--epochs`` epochs
 (~260 steps); the watched run records effective rank, RankMe and TwoNN per depth (and with
-``--drift`` the subspace drift) of the 360 held-out digits every ``--every`` steps, metrics on
-the background thread. Runs alternate (plain, watched) ``--repeat`` times; prints the median
+``--drift`` the subspace drift) of the 360 held-out digits every ``--every`` steps, metrics in
+the background: in ex.watch's metrics process (default) or on a thread. Runs alternate (plain, watched) ``--repeat`` times; prints the median
 times, the overhead ``(watched - plain) / plain`` and the time the loop spent blocked inside the
 watch (the captures). Goal (issue 9): overhead <= 10 %.
 """
@@ -54,6 +55,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--drift", action="store_true")
+    p.add_argument("--background", choices=["process", "thread"], default="process")
     args = p.parse_args()
     d = data.digits()
     x = torch.tensor(d.x_train, dtype=torch.float32)
@@ -64,7 +66,12 @@ def main() -> None:
     for _ in range(args.repeat):
         plain.append(train(x, y, args.epochs)[0])
         secs, w, steps = train(
-            x, y, args.epochs, lambda m: watch(m, probe, every=args.every, drift=args.drift)
+            x,
+            y,
+            args.epochs,
+            lambda m: watch(
+                m, probe, every=args.every, drift=args.drift, background=args.background
+            ),
         )
         watched.append(secs)
         blocking.append(w.seconds_blocking)
@@ -72,7 +79,7 @@ def main() -> None:
     records = len(w.frame.step.unique())
     print(
         f"digits MLP, {steps} steps, {records} records (every {args.every}), "
-        f"drift={args.drift}, load average {os.getloadavg()[0]:.2f}"
+        f"drift={args.drift}, metrics on a {args.background}, load average {os.getloadavg()[0]:.2f}"
     )
     print(f"plain   {a:.3f} s (median of {args.repeat})")
     print(f"watched {b:.3f} s; blocked in captures {statistics.median(blocking):.3f} s")

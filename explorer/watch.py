@@ -1,16 +1,11 @@
 """``ex.watch(model, probe, every=N)``: representation metrics per depth, live, while a model trains.
 
 Every ``every`` steps the probe's hidden states are captured (one forward pass, no gradients, the
-model's train flag and device restored; :func:`explorer.capture`), and the metrics are computed
-per depth on a background thread so that training goes on meanwhile:
-
-* ``effective_rank``: Roy & Vetterli on the centred states' singular values;
-* ``rankme``: Garrido et al. (``eps = 1e-7``) on the centred states;
-* ``twonn``: Facco et al. TwoNN intrinsic dimension (duplicates removed first);
-* ``drift`` (``drift=True``): per depth, the mean over its weight matrices of ``1 - overlap`` of
-  the top-``drift_k`` left singular subspace with the one at the first record (``overlap`` =
-  mean ``cos^2`` of the principal angles, REFERENCES.md), i.e. how far training has rotated the
-  principal subspaces since watching began.
+model's train flag and device restored; :func:`explorer.capture`), and the metrics of
+:mod:`explorer.watch_metrics` (effective rank, RankMe, TwoNN and optionally the drift of the
+weights' principal subspaces) are computed per depth while training goes on: by default in a
+separate process (:mod:`explorer.watch_worker`) so that they never hold the training loop's
+interpreter lock, or on a thread, or inline.
 
 Results accumulate in :attr:`Watch.frame` (tidy: ``step, depth, metric, value``) and stream into a
 live chart (:meth:`Watch.widget`). Use it as a plain callback (``watch(step)`` after
@@ -20,42 +15,37 @@ a Lightning callback (:meth:`Watch.lightning_callback`).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from explorer.capture import capture
-from explorer.kernel.dimension import twonn
-from explorer.kernel.spectra import effective_rank, rankme_from_singular_values
-from explorer.kernel.subspaces import singular_vectors, subspace_overlap
 from explorer.sources.load import load
+from explorer.watch_metrics import METRICS, Recorder, check_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["METRICS", "Watch", "watch"]
 
-METRICS = ("effective_rank", "rankme", "twonn")
+_BACKGROUND = {True: "process", "process": "process", "thread": "thread", False: None, None: None}
 
 
-def _spectral(x: torch.Tensor, cache: dict) -> torch.Tensor:
-    """Singular values of the centred states, computed once per depth for both rank metrics."""
-    if "s" not in cache:
-        x = x.double()
-        cache["s"] = torch.linalg.svdvals(x - x.mean(0))
-    return cache["s"]
-
-
-_COMPUTE = {
-    "effective_rank": lambda x, c: float(effective_rank(_spectral(x, c))),
-    "rankme": lambda x, c: float(rankme_from_singular_values(_spectral(x, c))),
-    "twonn": lambda x, c: float(twonn(x.float())),
-}
+def _quiet_thread() -> None:
+    """One intra-op thread (a per-thread setting) so that the metrics never spin against the
+    training loop's own threads, at the lowest CPU priority where the OS allows it per thread."""
+    torch.set_num_threads(1)
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread
+    except (AttributeError, OSError):
+        pass
 
 
 class Watch:
@@ -71,32 +61,72 @@ class Watch:
         drift: bool = False,
         drift_k: int = 8,
         max_points: int | None = 512,
-        background: bool = True,
+        batch_size: int = 256,
+        background: bool | str = "process",
         seed: int = 0,
     ):
-        unknown = set(metrics) - set(_COMPUTE)
-        if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {list(_COMPUTE)}")
+        metrics = check_metrics(metrics)
         if every < 1:
             raise ValueError(f"every must be a positive number of steps, not {every}")
+        if background not in _BACKGROUND:
+            raise ValueError(f"background must be 'process', 'thread' or False, not {background!r}")
         self.model, self.probe, self.every = model, probe, int(every)
-        self.metrics, self.drift, self.drift_k = tuple(metrics), drift, int(drift_k)
-        self.max_points, self.seed = max_points, seed
+        self.metrics, self.drift, self.drift_k = metrics, drift, int(drift_k)
+        self.max_points, self.batch_size, self.seed = max_points, int(batch_size), seed
+        self.background = _BACKGROUND[background]
         self._rows: list[dict] = []
         self._lock = threading.Lock()
-        # metrics run with one intra-op thread (a per-thread setting), so that they never
-        # spin against the training loop's own threads
-        self._pool = (
-            ThreadPoolExecutor(1, "explorer-watch", torch.set_num_threads, (1,))
-            if background
-            else None
-        )
+        self._recorder = Recorder(metrics, drift_k)  # used unless the process does the work
+        self._pool: ThreadPoolExecutor | None = None
+        self._worker = None
         self._pending: list[Future] = []
-        self._initial: dict[str, tuple[int, torch.Tensor]] | None = None
+        self._first_weights = None
+        if self.background == "process":
+            self._worker = self._start_process()
         self._calls = 0
         self._view = None
         self._ck = None
         self.seconds_blocking = 0.0  # time the training loop spent inside watch
+
+    def _start_process(self):
+        from explorer.watch_worker import ProcessWorker
+
+        me = weakref.ref(self)  # the worker's threads must not keep a dropped Watch alive
+
+        def on_rows(rows):
+            if (w := me()) is not None:
+                w._add_rows(rows)
+
+        def on_failure(reason, jobs):
+            if (w := me()) is not None:
+                w._take_over(reason, jobs)
+
+        try:
+            worker = ProcessWorker(self.metrics, self.drift_k, on_rows, on_failure)
+        except OSError as exc:
+            self._take_over(f"cannot start the metrics process ({exc})", [])
+            return None
+        weakref.finalize(self, worker.stop)  # a Watch never closed still ends its process
+        return worker
+
+    def _take_over(self, reason: str, jobs: list) -> None:
+        """The process failed: compute its unanswered records (and later ones) on a thread."""
+        warnings.warn(
+            f"ex.watch: {reason}; computing the metrics on a thread instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        self.background = "thread"
+        if self._first_weights is not None:  # the drift stays relative to the first record
+            self._recorder.rows(-1, {}, self._first_weights)
+        for job in jobs:
+            self._submit_thread(*job)
+
+    def _submit_thread(self, step: int, states, weights) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, "explorer-watch", _quiet_thread)
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(self._compute, step, states, weights))
 
     # -- recording --------------------------------------------------------------------------
     def __call__(self, step: int | None = None) -> None:
@@ -116,66 +146,50 @@ class Watch:
             self._ck,
             self.probe,
             device=device,
+            batch_size=self.batch_size,
             max_points=self.max_points,
             seed=self.seed,
             progress=False,
         )
-        states = {d: acts[d].detach().cpu() for d in acts.depths}
+        states = {d: acts[d].detach().cpu().numpy() for d in acts.depths}
         weights = self._weights() if self.drift else None
-        if self._pool is None:
+        if self._first_weights is None and self.background == "process":
+            self._first_weights = weights
+        if self.background is None:
             self._compute(step, states, weights)
-        else:
-            self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._pool.submit(self._compute, step, states, weights))
+        elif self.background == "thread" or not self._worker.submit(step, states, weights):
+            self._submit_thread(step, states, weights)
         self.seconds_blocking += time.perf_counter() - start
 
-    def _weights(self) -> dict[str, tuple[int, torch.Tensor]]:
+    def _weights(self) -> dict[str, tuple[int, Any]]:
         ck = load(self.model)
         return {
-            e.address: (e.depth, ck.weight(e.address, dtype=torch.float64).clone())
+            e.address: (e.depth, ck.weight(e.address, dtype=torch.float64).clone().numpy())
             for e in ck.entries
         }
 
     def _compute(self, step: int, states, weights) -> None:
-        rows = []
-        for depth, x in states.items():
-            cache: dict = {}
-            for m in self.metrics:
-                try:
-                    value = _COMPUTE[m](x, cache)
-                except Exception:  # noqa: BLE001 - a metric undefined at one depth is a NaN
-                    value = float("nan")
-                rows.append({"step": step, "depth": depth, "metric": m, "value": value})
-        if weights is not None:
-            rows += self._drift_rows(step, weights)
+        self._add_rows(self._recorder.rows(step, states, weights))
+
+    def _add_rows(self, rows: list[dict]) -> None:
         with self._lock:
             self._rows.extend(rows)
         if self._view is not None:
             self._view.refresh()
 
-    def _drift_rows(self, step: int, weights) -> list[dict]:
-        tops = {a: (d, singular_vectors(w, self.drift_k)[0]) for a, (d, w) in weights.items()}
-        if self._initial is None:
-            self._initial = tops
-        by_depth: dict[int, list[float]] = {}
-        for address, (depth, u) in tops.items():
-            if address in self._initial:
-                ref = self._initial[address][1]
-                by_depth.setdefault(depth, []).append(max(0.0, 1.0 - subspace_overlap(ref, u)))
-        return [
-            {"step": step, "depth": d, "metric": "drift", "value": float(np.mean(v))}
-            for d, v in sorted(by_depth.items())
-        ]
-
     def wait(self, timeout: float | None = None) -> Watch:
         """Block until every record so far has been computed."""
+        if self._worker is not None and not self._worker.wait(timeout):
+            raise TimeoutError(f"the metrics of ex.watch were not ready within {timeout} s")
         for f in list(self._pending):
             f.result(timeout)
         return self
 
     def close(self) -> None:
-        """Finish pending work and stop the background thread."""
+        """Finish pending work and stop the background process or thread."""
         self.wait()
+        if self._worker is not None:
+            self._worker.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
@@ -257,9 +271,12 @@ def watch(model: torch.nn.Module, probe: Any, every: int = 50, **options: Any) -
     **options
         ``metrics`` (any of ``"effective_rank"``, ``"rankme"``, ``"twonn"``; default all),
         ``drift`` (also the drift of each depth's top-``drift_k`` weight subspaces since the first
-        record; default False), ``drift_k`` (8), ``max_points`` (512), ``background`` (compute
-        metrics on a background thread so only the capture blocks the loop; default True),
-        ``seed`` (0).
+        record; default False), ``drift_k`` (8), ``max_points`` (512), ``batch_size`` of the
+        capture (256), ``background``: where the metrics run while training goes on:
+        ``"process"`` (default: a one-thread Python process of their own, so that they never
+        hold the training loop's interpreter lock; if it cannot start or dies, a thread takes
+        over with a warning and no record is lost), ``"thread"``, or ``False`` (inline, the loop
+        waits); ``seed`` (0).
 
     Returns
     -------

@@ -25,7 +25,7 @@ def _train(model, w, steps=21):
     return w.wait()
 
 
-@pytest.mark.parametrize("background", [True, False])
+@pytest.mark.parametrize("background", ["process", "thread", False])
 def test_watch_records_every_n_steps_per_depth(mlp, background):
     probe = torch.randn(200, 8, generator=torch.Generator().manual_seed(1))
     w = _train(mlp, ex.watch(mlp, probe, every=10, drift=True, background=background))
@@ -46,11 +46,42 @@ def test_watch_records_every_n_steps_per_depth(mlp, background):
     w.close()
 
 
+def test_a_failed_metrics_process_loses_no_record(mlp):
+    probe = torch.randn(120, 8, generator=torch.Generator().manual_seed(1))
+    w = ex.watch(mlp, probe, every=1, metrics=["rankme"], drift=True)
+    w(0)
+    w.wait()
+    with pytest.warns(RuntimeWarning, match="metrics process"):
+        w._worker._proc.kill()  # the metrics process dies; records keep coming
+        for step in range(1, 6):
+            w(step)
+        w.wait(timeout=60)
+    assert w.background == "thread"
+    df = w.frame
+    assert sorted(df.step.unique()) == list(range(6))
+    assert df.value.notna().all()
+    drift = df[df.metric == "drift"].set_index(["depth", "step"]).value
+    np.testing.assert_allclose(drift.xs(5, level="step"), 0, atol=1e-12)  # still from step 0
+    w.close()
+
+
+def test_a_dropped_watch_ends_its_process(mlp):
+    import gc
+
+    w = ex.watch(mlp, torch.randn(64, 8), every=1, metrics=["rankme"])
+    proc = w._worker._proc
+    del w
+    gc.collect()
+    assert proc.wait(timeout=60) == 0
+
+
 def test_watch_rejects_bad_arguments(mlp):
     with pytest.raises(ValueError, match="unknown metrics"):
         ex.watch(mlp, torch.zeros(4, 8), metrics=["magic"])
     with pytest.raises(ValueError, match="positive"):
         ex.watch(mlp, torch.zeros(4, 8), every=0)
+    with pytest.raises(ValueError, match="background"):
+        ex.watch(mlp, torch.zeros(4, 8), background="gpu")
 
 
 def test_trainer_callback_calls_on_global_steps(mlp):
