@@ -222,7 +222,10 @@ def capture(
     was_training = model.training
     first_param = next(model.parameters(), None)
     home = first_param.device if first_param is not None else torch.device("cpu")
-    model.eval().to(dev)
+    moved = home != dev  # walking every parameter costs as much as a small model's forward
+    model.eval()
+    if moved:
+        model.to(dev)
     kept: dict[int, list[torch.Tensor]] = {t.depth: [] for t in taps}
     tokens = _TokenSample(max_points, seed) if pooling == "all" else None
     bar = _progress(len(batches) > 4 if progress is None else progress, n_inputs, ck.name)
@@ -248,7 +251,8 @@ def capture(
     finally:
         bar.close()
         model.train(was_training)
-        model.to(home)
+        if moved:
+            model.to(home)
 
     if tokens is not None:
         states = tokens.states(kept)
