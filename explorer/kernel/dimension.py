@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from explorer.kernel.linalg import eigvalsh
 from explorer.kernel.neighbors import DUPLICATE_RTOL, dedupe, find_duplicates, knn
 
 __all__ = [
@@ -254,7 +255,7 @@ def _local_spectra(x: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype) -> to
         z = x[idx[s : s + step]].to(dtype)
         z = z - z.mean(1, keepdim=True)
         g = z @ z.mT if k <= dim else z.mT @ z
-        out[s : s + step] = torch.linalg.eigvalsh(g).flip(-1).clamp_min(0) / (k - 1)
+        out[s : s + step] = eigvalsh(g).flip(-1).clamp_min(0) / (k - 1)
     return out
 
 

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from explorer.kernel.linalg import eigvalsh
+
 __all__ = [
     "alpha_weighted",
     "condition",
@@ -109,7 +111,7 @@ def gram(W, *, dtype=torch.float64):
 
 
 def _esd_from_gram(g: torch.Tensor) -> torch.Tensor:
-    lam = torch.linalg.eigvalsh(g)  # ascending
+    lam = eigvalsh(g)  # ascending
     return lam.flip(-1).clamp_min_(0.0)
 
 

@@ -437,3 +437,23 @@ def test_eigensolver_failure_falls_back_to_svdvals(monkeypatch, mlp):
     assert (got.method == "svd").all() and (got.status == "ok").all()
     cols = ["sv_max", "stable_rank", "effective_rank", "alpha", "numerical_rank"]
     np.testing.assert_allclose(got[cols].to_numpy(float), want[cols].to_numpy(float), rtol=1e-9)
+
+
+def test_threaded_eigvalsh_is_torch_eigvalsh_matrix_by_matrix():
+    """Same LAPACK routine; one intra-op thread instead of two changes rounding only."""
+    from explorer.kernel.linalg import eigvalsh
+
+    def same(a, b):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13 * float(b.abs().max()))
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 5, 200, 96, dtype=torch.float64, generator=g)
+    stack = w.mT @ w  # (2, 5, 96, 96)
+    lam = eigvalsh(stack)
+    assert lam.shape == (2, 5, 96)
+    for i in range(2):
+        for j in range(5):
+            same(lam[i, j], torch.linalg.eigvalsh(stack[i, j]))
+    small = stack[..., :8, :8]
+    same(eigvalsh(small), torch.linalg.eigvalsh(small))
+    same(eigvalsh(stack[0, 0]), torch.linalg.eigvalsh(stack[0, 0]))
