@@ -141,11 +141,24 @@ def singular_vectors(W, k: int | None = None, *, method: str = "auto", seed: int
 
 
 def seeded_svd_lowrank(x: torch.Tensor, q: int, niter: int, seed: int):
-    """``torch.svd_lowrank(x, q, niter)`` drawn from ``seed``, leaving the caller's RNG as it was."""
-    devices = [x.device] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return torch.svd_lowrank(x, q=q, niter=niter)
+    """``torch.svd_lowrank(x, q, niter)``'s algorithm with its test matrix drawn from ``seed``.
+
+    Halko, Martinsson & Tropp 2011 (Alg. 4.4, as ``torch.svd_lowrank``): ``Q = orth(X Omega)``
+    with ``niter`` power iterations ``Q = orth(X orth(X^T Q))``, then the SVD of ``Q^T X``. The
+    Gaussian ``Omega`` comes from a private ``torch.Generator``: torch's global generator, which a
+    training loop on another thread may be drawing from, is neither read nor reset. Returns
+    ``(U, S, V)`` as ``torch.svd_lowrank`` does (``x ~ U diag(S) V^T``).
+    """
+    if x.shape[-2] < x.shape[-1]:  # work on the tall side, as torch.svd_lowrank does
+        v, s, u = seeded_svd_lowrank(x.mT, q, niter, seed)
+        return u, s, v
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    omega = torch.randn(x.shape[-1], q, generator=gen, device=x.device, dtype=x.dtype)
+    basis = torch.linalg.qr(x @ omega).Q
+    for _ in range(niter):
+        basis = torch.linalg.qr(x @ torch.linalg.qr(x.mT @ basis).Q).Q
+    u, s, vh = torch.linalg.svd(basis.mT @ x, full_matrices=False)
+    return basis @ u, s, vh.mT
 
 
 def intruder_cosines(basis_a, top_b) -> np.ndarray:

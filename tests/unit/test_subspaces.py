@@ -151,6 +151,26 @@ def test_randomized_svd_matches_exact_where_the_spectrum_has_a_gap():
     assert principal_angles(ue, ua).max() < 1e-6
 
 
+def test_seeded_svd_lowrank_leaves_the_global_generator_alone():
+    from explorer.kernel.subspaces import seeded_svd_lowrank
+
+    rng = np.random.default_rng(0)
+    spectrum = 0.7 ** np.arange(80)  # decaying: 20 columns and 4 power iterations resolve the top
+    w = torch.as_tensor((_orth(rng, 300, 80) * spectrum) @ _orth(rng, 80, 80).T)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    torch.rand(1)  # a training loop drew once ...
+    u, s, v = seeded_svd_lowrank(w, 20, 4, seed=7)  # ... then the metrics ran ...
+    torch.testing.assert_close(torch.rand(2), expected[1:])  # ... and its stream goes on
+    again = seeded_svd_lowrank(w, 20, 4, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip((u, s, v), again, strict=True))
+    torch.testing.assert_close(s[:5], torch.linalg.svdvals(w)[:5], rtol=1e-10, atol=0)
+    wide_u, wide_s, wide_v = seeded_svd_lowrank(w.mT, 20, 4, seed=7)  # the tall side is used
+    torch.testing.assert_close(wide_s, s)
+    torch.testing.assert_close((wide_u * wide_s) @ wide_v.mT, ((u * s) @ v.mT).mT)
+
+
 def test_singular_vectors_have_deterministic_signs():
     w = np.random.default_rng(6).standard_normal((8, 5))
     u1, s1, vh1 = singular_vectors(w)
