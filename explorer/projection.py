@@ -354,13 +354,19 @@ def project_pair(
     Each is laid out by :func:`project` (same ``method`` and keywords; ``a`` aligned across depth
     if ``align``); then at every depth ``b``'s raw layout is moved rigidly onto ``a``'s by
     orthogonal Procrustes, so points that sit alike in both checkpoints sit at the same place.
+    It runs in the foreground: for background jobs, :func:`project` each capture and align
+    them with :func:`explorer.kernel.projection.procrustes` when both are done.
     """
+    if kwargs.pop("background", False):
+        raise ValueError(
+            "project_pair runs in the foreground: for background jobs call ex.project on each "
+            "capture (background=True) and align b onto a when both are done"
+        )
     if acts_a.n_points != acts_b.n_points:
         raise ValueError(
             f"the two captures hold {acts_a.n_points} and {acts_b.n_points} points: "
             "capture the same probe with both checkpoints"
         )
-    kwargs.pop("background", None)
     a = project(acts_a, method, **kwargs)
     b = project(acts_b, method, **kwargs)
     for d in a.depths:

@@ -128,6 +128,8 @@ def test_two_checkpoints_side_by_side(acts, acts_noisy, engine):
     assert set(f.checkpoint) == set(pair.names) and len(f) == 2 * 5 * 450
     with pytest.raises(ValueError, match="same probe"):
         project_pair(acts, ex.Activations({d: acts[d][:100] for d in acts.depths}))
+    with pytest.raises(ValueError, match="foreground"):
+        project_pair(acts, acts_noisy, background=True)
 
 
 def test_bad_arguments(acts):
