@@ -208,6 +208,82 @@ def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
     assert outside_requests == []
 
 
+RESTART = """() => {
+  const session = window.jupyterapp.shell.currentWidget.sessionContext.session;
+  return session.kernel.restart();
+}"""
+
+
+def test_projection_view_after_a_kernel_restart(page, lab, outside_requests):
+    """Restart the kernel and run the cells again: a new view draws and talks to the new kernel."""
+    open_notebook(page, lab, "projection_view_restart.ipynb", CELLS)
+    root = page.locator(".explorer-pv")
+    expect(root.locator("input[type=range]")).to_be_visible(timeout=60_000)
+    page.evaluate(RESTART)
+    page.wait_for_function(KERNEL_READY, timeout=60_000)
+    page.evaluate(RUN_CELL, 0)
+    expect(root).to_have_count(1)  # the new output replaced the old view
+    expect(root).to_have_attribute("data-renderer", "webgl2", timeout=60_000)
+    wait_settled(page, root)
+    assert painted(pixels(root.locator(".explorer-pv-plot"))) > 2000, "blank after the restart"
+    root.locator("input[type=range]").fill("3")
+    expect(root).to_have_attribute("data-depth", "3")
+    output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
+    python_says(page, output, "depth 3 selected 0 False")
+    assert outside_requests == []
+
+
+MILLION = (
+    BENCH.replace("100_000", "1_000_000")
+    .replace("range(12)", "range(6)")
+    .replace('"100k x 12"', '"1M x 6"')
+)
+WHEEL_FRAMES = """async root => {
+  // frame-to-frame intervals while the view is zoomed by 60 wheel events, one per frame
+  const plot = root.querySelector(".explorer-pv-plot");
+  const box = plot.getBoundingClientRect();
+  const times = [];
+  for (let i = 0; i < 60; i++) {
+    plot.dispatchEvent(new WheelEvent("wheel", {deltaY: i < 30 ? -40 : 40, bubbles: true,
+      cancelable: true, clientX: box.left + box.width / 2, clientY: box.top + box.height / 2}));
+    times.push(await new Promise(requestAnimationFrame));
+  }
+  return times.slice(1).map((t, i) => t - times[i]);
+}"""
+
+
+@pytest.mark.skipif(
+    not os.environ.get("EXPLORER_BENCH_1M"),
+    reason="a benchmark (about a minute): EXPLORER_BENCH_1M=1 or benchmarks/projection_view_browser.py --million",
+)
+def test_million_points_zoom_and_depth_switch(page, lab, artifacts):
+    """1M points x 6 depths: wheel-zoom frame intervals and depth switch -> next frame."""
+    open_notebook(page, lab, "projection_view_1m.ipynb", [MILLION])
+    root = page.locator(".explorer-pv")
+    expect(root.locator("input[type=range]")).to_be_visible(timeout=300_000)
+    expect(root).to_have_attribute("data-renderer", "webgl2")
+    page.wait_for_timeout(2000)
+    assert painted(pixels(root.locator(".explorer-pv-plot"))) > 5000
+    frames = np.array(page.evaluate(WHEEL_FRAMES, root.element_handle()))
+    root.locator(".explorer-pv-depth").click()
+    for key in ["ArrowRight"] * 5 + ["ArrowLeft"] * 5:
+        page.keyboard.press(key)
+        page.wait_for_timeout(1500)
+    expect(root).to_have_attribute("data-depth", "0")
+    timings = np.array(page.evaluate(SWITCHES))
+    assert len(timings) == 10
+    result = {
+        "points": 1_000_000,
+        "depths": 6,
+        "renderer": page.evaluate(RENDERER),
+        "zoom_frame_interval_ms": summary(frames),
+        "zoom_fps_median": round(1000 / float(np.median(frames)), 1),
+        "depth_switch_to_next_frame_ms": summary(timings),
+    }
+    (artifacts / "projection_view_1m.json").write_text(json.dumps(result, indent=2))
+    print("\nprojection view, 1M points:", json.dumps(result))
+
+
 def test_depth_switch_100k_points(page, lab, artifacts):
     """Depth switch -> the frame after the one that drew it, 100k points x 12 depths."""
     open_notebook(page, lab, "projection_view_100k.ipynb", [BENCH])
