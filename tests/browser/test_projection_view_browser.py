@@ -208,6 +208,29 @@ def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
     assert outside_requests == []
 
 
+def open_big_scatter(page, lab, name: str, cell: str, settle_ms: int):
+    """Open a notebook whose one cell shows a large ProjectionView; wait until it is drawn."""
+    open_notebook(page, lab, name, [cell])
+    root = page.locator(".explorer-pv")
+    expect(root.locator("input[type=range]")).to_be_visible(timeout=300_000)
+    expect(root).to_have_attribute("data-renderer", "webgl2")
+    page.wait_for_timeout(settle_ms)
+    assert painted(pixels(root.locator(".explorer-pv-plot"))) > 5000
+    return root
+
+
+def scrub_there_and_back(page, root, steps: int, hold_ms: int) -> np.ndarray:
+    """Arrow keys through ``steps`` depths and back; each switch's time to the next frame (ms)."""
+    root.locator(".explorer-pv-depth").click()
+    for key in ["ArrowRight"] * steps + ["ArrowLeft"] * steps:
+        page.keyboard.press(key)
+        page.wait_for_timeout(hold_ms)
+    expect(root).to_have_attribute("data-depth", "0")
+    timings = np.array(page.evaluate(SWITCHES))
+    assert len(timings) == 2 * steps
+    return timings
+
+
 RESTART = """() => {
   const session = window.jupyterapp.shell.currentWidget.sessionContext.session;
   return session.kernel.restart();
@@ -258,20 +281,9 @@ WHEEL_FRAMES = """async root => {
 )
 def test_million_points_zoom_and_depth_switch(page, lab, artifacts):
     """1M points x 6 depths: wheel-zoom frame intervals and depth switch -> next frame."""
-    open_notebook(page, lab, "projection_view_1m.ipynb", [MILLION])
-    root = page.locator(".explorer-pv")
-    expect(root.locator("input[type=range]")).to_be_visible(timeout=300_000)
-    expect(root).to_have_attribute("data-renderer", "webgl2")
-    page.wait_for_timeout(2000)
-    assert painted(pixels(root.locator(".explorer-pv-plot"))) > 5000
+    root = open_big_scatter(page, lab, "projection_view_1m.ipynb", MILLION, settle_ms=2000)
     frames = np.array(page.evaluate(WHEEL_FRAMES, root.element_handle()))
-    root.locator(".explorer-pv-depth").click()
-    for key in ["ArrowRight"] * 5 + ["ArrowLeft"] * 5:
-        page.keyboard.press(key)
-        page.wait_for_timeout(1500)
-    expect(root).to_have_attribute("data-depth", "0")
-    timings = np.array(page.evaluate(SWITCHES))
-    assert len(timings) == 10
+    timings = scrub_there_and_back(page, root, steps=5, hold_ms=1500)
     result = {
         "points": 1_000_000,
         "depths": 6,
@@ -286,18 +298,8 @@ def test_million_points_zoom_and_depth_switch(page, lab, artifacts):
 
 def test_depth_switch_100k_points(page, lab, artifacts):
     """Depth switch -> the frame after the one that drew it, 100k points x 12 depths."""
-    open_notebook(page, lab, "projection_view_100k.ipynb", [BENCH])
-    root = page.locator(".explorer-pv")
-    expect(root.locator("input[type=range]")).to_be_visible(timeout=120_000)
-    expect(root).to_have_attribute("data-renderer", "webgl2")
-    page.wait_for_timeout(1000)
-    assert painted(pixels(root.locator(".explorer-pv-plot"))) > 5000
-    root.locator(".explorer-pv-depth").click()
-    for key in ["ArrowRight"] * 11 + ["ArrowLeft"] * 11:
-        page.keyboard.press(key)
-        page.wait_for_timeout(400)
-    expect(root).to_have_attribute("data-depth", "0")
-    timings = np.array(page.evaluate(SWITCHES))
+    root = open_big_scatter(page, lab, "projection_view_100k.ipynb", BENCH, settle_ms=1000)
+    timings = scrub_there_and_back(page, root, steps=11, hold_ms=400)
     drawn = np.array(page.evaluate(SWITCHES, "explorer-projection-depth-drawn"))
     assert len(timings) == len(drawn) == 22
     result = {
