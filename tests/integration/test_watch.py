@@ -96,6 +96,26 @@ def test_trainer_callback_calls_on_global_steps(mlp):
     assert sorted(w.frame.step.unique()) == [5, 10]
 
 
+def test_lightning_callback_calls_on_global_steps(mlp, monkeypatch):
+    """Lightning is not a test dependency (it would pull its own torch): a stand-in module with
+    Lightning 2's ``Callback`` hooks checks the wiring; the signatures are Lightning's."""
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    if "lightning" not in sys.modules:
+        fake = ModuleType("lightning.pytorch")
+        fake.Callback = type("Callback", (), {})
+        monkeypatch.setitem(sys.modules, "lightning", ModuleType("lightning"))
+        monkeypatch.setitem(sys.modules, "lightning.pytorch", fake)
+    w = ex.watch(mlp, torch.randn(64, 8), every=4, metrics=["rankme"], background="thread")
+    cb = w.lightning_callback()
+    for step in range(1, 10):
+        trainer = SimpleNamespace(global_step=step)
+        cb.on_train_batch_end(trainer, mlp, None, None, step - 1)
+    cb.on_train_end(SimpleNamespace(global_step=9), mlp)
+    assert sorted(w.frame.step.unique()) == [4, 8]  # on_train_end waited for both
+
+
 def test_watch_widget_streams_the_frame(mlp):
     w = ex.watch(mlp, torch.randn(64, 8), every=1, metrics=["effective_rank"], background=False)
     view = w.widget()
