@@ -3,6 +3,9 @@
 ``ProjectionView`` is the plain-Python facade (testable without a browser); it builds its
 ``ProjectionViewWidget`` on first display. The layouts arrive computed (``ex.project``); the widget
 only fits them into its viewport, animates between depths, and reports the lasso's indices.
+Views of more than 50,000 points whose frames take longer than 33 ms (software WebGL, a weak GPU,
+a million points) draw a fixed random subset while they zoom, pan or animate, sized to keep
+30 fps, and every point once the motion settles (``widgets_js/src/scatter/detail.ts``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import {
   type Camera,
   type Viewport,
 } from "./scatter/geometry";
+import { DetailBudget, SETTLE_MS } from "./scatter/detail";
 import { PointRenderer } from "./scatter/renderer";
 import { Transition } from "./scatter/transition";
 import "./projection_view.css";
@@ -209,6 +210,9 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   let lassoMode = false;
   let alive = true;
   let unsized = 0; // frames in a row the plot had no size
+  let lastMotion = Number.NEGATIVE_INFINITY; // time of the last zoom or pan event
+  let motionSinceDraw = false; // a zoom or pan since the last frame (frames may be slower than SETTLE_MS)
+  const detail = new DetailBudget();
 
   const depths = () => model.get("depths");
   const viewport = (): Viewport => ({ width: plot.clientWidth || 600, height: plot.clientHeight || 400 });
@@ -243,9 +247,15 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     unsized = 0;
     const v = viewport();
     const ratio = window.devicePixelRatio || 1;
+    // moving (a transition, or a zoom/pan just now): slow frames draw a random subset
+    const moving = transition.running(now) || motionSinceDraw || now - lastMotion < SETTLE_MS;
+    motionSinceDraw = false;
     if (renderer && layouts) {
       renderer.resize(v.width, v.height, ratio);
       const { scale, offset } = clipTransform(camera, v);
+      if (!moving) detail.rest();
+      const limit = moving ? detail.frame(now, layouts.n) : layouts.n;
+      root.dataset.pointsDrawn = String(limit);
       renderer.draw({
         t: transition.t(now),
         scale,
@@ -253,11 +263,12 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
         size: pointSize(layouts.n) * ratio * Math.min(3, Math.sqrt(camera.zoom)),
         anySelected: nSelected > 0,
         background,
+        limit,
       });
     }
     drawOverlay(v, ratio);
     root.dataset.drawn = `${v.width}x${v.height}@${ratio}`;
-    return transition.running(now);
+    return moving; // until the frame after the motion, which draws every point
   }
 
   function drawOverlay(v = viewport(), ratio = window.devicePixelRatio || 1): void {
@@ -541,6 +552,8 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
       camera = panBy(camera, viewport(), x - drag.x, y - drag.y);
       drag.x = x;
       drag.y = y;
+      lastMotion = performance.now();
+      motionSinceDraw = true;
       requestDraw();
     } else if (drag?.mode === "lasso") {
       const p = drag.path;
@@ -577,6 +590,8 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     const [x, y] = local(event);
     const delta = event.deltaMode === 1 ? event.deltaY * 16 : event.deltaY;
     camera = zoomAt(camera, viewport(), x, y, Math.exp(-delta * 0.0015));
+    lastMotion = performance.now();
+    motionSinceDraw = true;
     requestDraw();
   };
   const resetView = () => {

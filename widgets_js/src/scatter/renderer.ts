@@ -1,5 +1,8 @@
 // A small WebGL2 point renderer: round points, each interpolated on the GPU between a "from" and a
 // "to" layout, coloured per point, selected points drawn last and larger while the rest are dimmed.
+// A frame may draw only a prefix of a fixed random order of the points (level of detail, detail.ts).
+
+import { MIN_DETAIL_POINTS, shuffledIndices } from "./detail";
 
 const VERTEX = `#version 300 es
 in vec2 a_from;
@@ -48,6 +51,8 @@ export interface DrawOptions {
   size: number;
   anySelected: boolean;
   background: [number, number, number];
+  /** Draw only this many points, a fixed random sample (default: all). */
+  limit?: number;
 }
 
 function compile(gl: WebGL2RenderingContext, type: number, source: string): WebGLShader {
@@ -67,6 +72,8 @@ export class PointRenderer {
   private buffers: Record<"from" | "to" | "color" | "selected", WebGLBuffer>;
   private uniforms: Record<string, WebGLUniformLocation | null> = {};
   private count = 0;
+  private order: WebGLBuffer | null = null; // shuffled indices, for views that may be thinned
+  private orderCount = 0;
 
   /** Throws when the browser has no WebGL2. */
   constructor(readonly canvas: HTMLCanvasElement) {
@@ -114,6 +121,15 @@ export class PointRenderer {
     this.upload("from", from);
     this.upload("to", to);
     this.count = to.length >> 1;
+    if (this.count > MIN_DETAIL_POINTS && this.orderCount !== this.count) {
+      const gl = this.gl;
+      this.order ??= gl.createBuffer();
+      gl.bindVertexArray(this.vao); // the element buffer binding is part of the vertex array
+      gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.order);
+      gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, shuffledIndices(this.count), gl.STATIC_DRAW);
+      gl.bindVertexArray(null);
+      this.orderCount = this.count;
+    }
   }
 
   setColors(rgba: Uint8Array): void {
@@ -150,9 +166,12 @@ export class PointRenderer {
     gl.uniform1f(u.u_size, options.size);
     gl.uniform1f(u.u_dim, options.anySelected ? 1 : 0);
     gl.uniform3f(u.u_background, ...options.background.map((c) => c / 255) as [number, number, number]);
+    const limit = Math.min(this.count, options.limit ?? this.count);
+    const thinned = limit < this.count && this.orderCount === this.count;
     for (const pass of options.anySelected ? [0, 1] : [0]) {
       gl.uniform1f(u.u_pass, pass);
-      gl.drawArrays(gl.POINTS, 0, this.count);
+      if (thinned) gl.drawElements(gl.POINTS, limit, gl.UNSIGNED_INT, 0);
+      else gl.drawArrays(gl.POINTS, 0, this.count);
     }
     gl.bindVertexArray(null);
   }
@@ -160,6 +179,7 @@ export class PointRenderer {
   dispose(): void {
     const gl = this.gl;
     for (const buffer of Object.values(this.buffers)) gl.deleteBuffer(buffer);
+    if (this.order) gl.deleteBuffer(this.order);
     gl.deleteVertexArray(this.vao);
     gl.deleteProgram(this.program);
     gl.getExtension("WEBGL_lose_context")?.loseContext();
