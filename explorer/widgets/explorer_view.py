@@ -22,6 +22,7 @@ import operator
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,10 @@ class Explorer(traitlets.HasTraits):
         Where the cursor starts (default: the first depth).
     device : str, default "auto"
     engine : JobEngine, optional
-        Where jobs run (default: :func:`explorer.jobs.default_engine`).
+        Where jobs run (default: :func:`explorer.jobs.default_engine`). Its executor must be a
+        ``ThreadPoolExecutor``: the dashboard's jobs update its views as they go, so they run in
+        this process (a Dask or process-pool engine serves ``ex.project`` and the other
+        functions called directly).
     capture_options : dict, optional
         Keywords for :func:`explorer.capture` (``max_points``, ``pooling``, ...).
     title : str, optional
@@ -139,6 +143,13 @@ class Explorer(traitlets.HasTraits):
         self._busy = 0
         self._syncing = 0
         self._engine = engine or default_engine()
+        if not isinstance(self._engine.executor, ThreadPoolExecutor):
+            raise ValueError(
+                f"ex.Explorer runs its jobs on threads of this process, which update the views "
+                f"as they go; this engine's executor is a {type(self._engine.executor).__name__}. "
+                "Pass a JobEngine with its default thread pool (or none); use a Dask or "
+                "process-pool engine with ex.project and the other functions directly."
+            )
         self._device = device
         self._metrics = list(metrics)
         self._n_boot = int(n_boot)

@@ -154,6 +154,14 @@ def test_without_a_probe_only_weight_views(engine):
     assert x.views["spectra"].depth == 2 and x.views["subspace"].depth == 2
 
 
+def test_an_engine_off_this_process_is_refused_up_front():
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1) as pool:
+        with pytest.raises(ValueError, match="ProcessPoolExecutor.*ex.project"):
+            Explorer(demo.load("base"), engine=JobEngine(executor=pool, cache=False))
+
+
 def test_a_failing_layer_is_reported_with_its_depth(engine, monkeypatch):
     real = explorer.representation_metrics
 
