@@ -6,8 +6,8 @@
 The demo's digits MLP (64-128-128-64-10) trained with SGD, batch 32, for ``--epochs`` epochs
 (~260 steps); the watched run records effective rank, RankMe and TwoNN per depth (and with
 ``--drift`` the subspace drift) of the 360 held-out digits every ``--every`` steps, metrics in
-the background: in ex.watch's metrics process (default) or on a thread. Runs alternate (plain, watched) ``--repeat`` times; prints the median
-times, the overhead ``(watched - plain) / plain`` and the time the loop spent blocked inside the
+the background: in ex.watch's metrics process (default) or on a thread. Runs alternate (plain,
+watched) ``--repeat`` times; prints the median times, the overhead ``(watched - plain) / plain`` and the time the loop spent blocked inside the
 watch (the captures). Goal (issue 9): overhead <= 10 %.
 """
 

@@ -185,11 +185,8 @@ class Projection:
         self.raw[depth] = raw
         if "explained_variance_ratio" in layout:
             self.explained_variance_ratio[depth] = np.asarray(layout["explained_variance_ratio"])
-        target = self._previous(depth, self.coords) if self.align else None
+        target = _previous(self.depths, depth, self.coords) if self.align else None
         self.coords[depth] = raw if target is None else procrustes(raw, target)
-
-    def _previous(self, depth: int, layouts: dict[int, np.ndarray]) -> np.ndarray | None:
-        return _previous(self.depths, depth, layouts)
 
     def wait(self, timeout: float | None = None) -> Projection:
         """Block until every depth is in (raises :class:`explorer.jobs.JobError` on failures)."""

@@ -118,7 +118,7 @@ class Watch:
         )
         self.background = "thread"
         if self._first_weights is not None:  # the drift stays relative to the first record
-            self._recorder.rows(-1, {}, self._first_weights)
+            self._recorder.reference(self._first_weights)
         for job in jobs:
             self._submit_thread(*job)
 
@@ -162,7 +162,8 @@ class Watch:
         self.seconds_blocking += time.perf_counter() - start
 
     def _weights(self) -> dict[str, tuple[int, Any]]:
-        ck = load(self.model)
+        """Copies of the weights now (the layer table is the one :meth:`record` loaded)."""
+        ck = self._ck
         return {
             e.address: (e.depth, ck.weight(e.address, dtype=torch.float64).clone().numpy())
             for e in ck.entries

@@ -80,11 +80,19 @@ class Recorder:
             rows += self._drift_rows(step, weights)
         return rows
 
-    def _drift_rows(self, step: int, weights) -> list[dict]:
-        tops = {
+    def reference(self, weights: Mapping[str, tuple[int, torch.Tensor | np.ndarray]]) -> None:
+        """Measure the drift from these weights (the first record's, unless set before)."""
+        self._initial = {a: u for a, (_, u) in self._tops(weights).items()}
+
+    def _tops(self, weights) -> dict[str, tuple[int, torch.Tensor]]:
+        """address -> (depth, top-``drift_k`` left singular vectors)."""
+        return {
             a: (d, singular_vectors(torch.as_tensor(w, dtype=torch.float64), self.drift_k)[0])
             for a, (d, w) in weights.items()
         }
+
+    def _drift_rows(self, step: int, weights) -> list[dict]:
+        tops = self._tops(weights)
         if self._initial is None:
             self._initial = {a: u for a, (_, u) in tops.items()}
         by_depth: dict[int, list[float]] = {}

@@ -229,6 +229,13 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     if (!raf && alive) raf = requestAnimationFrame(frame);
   }
 
+  /** The camera moved (zoom or pan): draw, at reduced detail while frames are slow. */
+  function moved(): void {
+    lastMotion = performance.now();
+    motionSinceDraw = true;
+    requestDraw();
+  }
+
   function frame(): void {
     raf = 0;
     // Decide on the next frame from the time this one drew at, so the last one drawn is at t = 1.
@@ -552,9 +559,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
       camera = panBy(camera, viewport(), x - drag.x, y - drag.y);
       drag.x = x;
       drag.y = y;
-      lastMotion = performance.now();
-      motionSinceDraw = true;
-      requestDraw();
+      moved();
     } else if (drag?.mode === "lasso") {
       const p = drag.path;
       if (Math.hypot(x - p[p.length - 2], y - p[p.length - 1]) >= 2) p.push(x, y);
@@ -590,9 +595,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     const [x, y] = local(event);
     const delta = event.deltaMode === 1 ? event.deltaY * 16 : event.deltaY;
     camera = zoomAt(camera, viewport(), x, y, Math.exp(-delta * 0.0015));
-    lastMotion = performance.now();
-    motionSinceDraw = true;
-    requestDraw();
+    moved();
   };
   const resetView = () => {
     camera = HOME;
