@@ -3,6 +3,10 @@ cell, switch the theme (imported by the test modules next to it)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import nbformat
 from playwright.sync_api import expect
 
@@ -16,6 +20,18 @@ KERNEL_READY = (
     "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
     "?.connectionStatus === 'connected'"
 )
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def screenshot(locator, artifacts: Path, name: str, docs_name: str) -> None:
+    """Save a screenshot of ``locator`` in the test artifacts as ``name``; with
+    ``EXPLORER_UPDATE_DOCS=1`` also as ``docs/docs_name`` (the README shows those)."""
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=artifacts / name)
+    if os.environ.get("EXPLORER_UPDATE_DOCS"):
+        shutil.copyfile(artifacts / name, DOCS / docs_name)
 
 
 def write_notebook(lab, name: str, cells: list[str]) -> None:

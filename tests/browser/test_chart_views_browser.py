@@ -9,7 +9,7 @@ nbformat = pytest.importorskip("nbformat")
 expect = pytest.importorskip("playwright.sync_api").expect
 pytest.importorskip("vl_convert")
 
-from lab_page import KERNEL_READY, RUN_CELL, set_theme, write_notebook  # noqa: E402
+from lab_page import KERNEL_READY, RUN_CELL, screenshot, set_theme, write_notebook  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -114,13 +114,15 @@ def test_spectrum_view_offline_click_and_themes(
     assert overview.evaluate(CURSOR) == [5]
     light = overview.evaluate(LABEL_COLOUR)
     page.screenshot(path=artifacts / "spectrum_view_light_page.png")
+    # tall enough for the whole view, so that the notebook's toolbar does not cover its top
+    page.set_viewport_size({"width": 1280, "height": 1400})
     cell = page.locator(".jp-OutputArea-output").first
-    cell.screenshot(path=artifacts / "spectrum_view_light.png")
+    screenshot(cell, artifacts, "spectrum_view_light.png", "spectrum-view.png")
     set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
     dark = overview.evaluate(LABEL_COLOUR)
     assert overview.evaluate(CURSOR) == [5], "a theme redraw lost the cursor"
     assert light and dark and light != dark, (light, dark)
-    cell.screenshot(path=artifacts / "spectrum_view_dark.png")
+    screenshot(cell, artifacts, "spectrum_view_dark.png", "spectrum-view-dark.png")
     assert outside_requests == []
 
 
@@ -203,12 +205,10 @@ def test_subspace_similarity_dimension_views(page, lab, other_pickles, outside_r
 
     names = {"subspace": sub_widget, "similarity": cka, "dimension": dims}
     for name, locator in names.items():
-        locator.scroll_into_view_if_needed()
-        locator.screenshot(path=artifacts / f"{name}_view_light.png")
+        screenshot(locator, artifacts, f"{name}_view_light.png", f"{name}-view.png")
     light = cka.evaluate(LABEL_COLOUR)
     set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
     assert cka.evaluate(LABEL_COLOUR) != light
     for name, locator in names.items():
-        locator.scroll_into_view_if_needed()
-        locator.screenshot(path=artifacts / f"{name}_view_dark.png")
+        screenshot(locator, artifacts, f"{name}_view_dark.png", f"{name}-view-dark.png")
     assert outside_requests == []
