@@ -576,8 +576,10 @@ class Explorer(traitlets.HasTraits):
             self._messages.pop(name, None)
             if self._widget is not None:
                 self._fill(name)
-            if old is not None and old is not view:
-                _close(getattr(old, "_widget", None))  # the replaced view's comms
+            if isinstance(old, ProjectionView) and old is not view:
+                old.close()  # the replaced view's comms and links
+            elif old is not None and old is not view:
+                _close(getattr(old, "_widget", None))
 
     def _widget_of(self, name: str, view: Any):
         from explorer.widgets.projection_view import ProjectionView
@@ -608,6 +610,9 @@ class Explorer(traitlets.HasTraits):
             views["projection_b"] = ProjectionView(
                 b.coords, labels=a.labels, texts=texts, title=f"{self._names[1]} · {label}"
             )
+            # zoom and pan follow each other in the browser; the selection goes through Python
+            # (it also drives the dimension view)
+            views["projection"].link(views["projection_b"], selection=False)
         with self._lock:
             for name, view in views.items():
                 self._attach(name, view)

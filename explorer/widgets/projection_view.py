@@ -3,9 +3,11 @@
 ``ProjectionView`` is the plain-Python facade (testable without a browser); it builds its
 ``ProjectionViewWidget`` on first display. The layouts arrive computed (``ex.project``); the widget
 only fits them into its viewport, animates between depths, and reports the lasso's indices.
-Views of more than 50,000 points whose frames take longer than 33 ms (software WebGL, a weak GPU,
-a million points) draw a fixed random subset while they zoom, pan or animate, sized to keep
-30 fps, and every point once the motion settles (``widgets_js/src/scatter/detail.ts``).
+Views of more than 20,000 points whose frames miss 30 fps (software WebGL, a weak GPU, a million
+points) draw a fixed random subset while they zoom, pan or animate, sized from the last frame
+intervals (the first frame of a motion half of that, so that it answers the input sooner), and
+every point once the motion settles (``widgets_js/src/scatter/detail.ts``). Two views can share
+zoom and pan (``camera``) and the selection with :meth:`ProjectionView.link`, in the browser.
 """
 
 from __future__ import annotations
@@ -59,6 +61,50 @@ def array_from_payload(payload: Mapping[str, Any]) -> np.ndarray:
     return np.frombuffer(bytes(payload["view"]), dtype=dtype).reshape(payload["shape"]).copy()
 
 
+#: The camera that shows every point: zoom 1, no pan.
+HOME = (1.0, 0.0, 0.0)
+#: Zoom limits of the view (``widgets_js/src/scatter/geometry.ts``).
+ZOOM_RANGE = (0.2, 500.0)
+
+
+def _checked_camera(value: Any) -> tuple[float, float, float]:
+    try:
+        zoom, pan_x, pan_y = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"camera must be (zoom, pan_x, pan_y), got {value!r}") from None
+    if not all(np.isfinite([zoom, pan_x, pan_y])):
+        raise ValueError(f"camera values must be finite, got {value!r}")
+    if not ZOOM_RANGE[0] <= zoom <= ZOOM_RANGE[1]:
+        raise ValueError(f"zoom must be in {list(ZOOM_RANGE)}, got {zoom}")
+    return zoom, pan_x, pan_y
+
+
+class _Link:
+    """Traits two views share in the browser (``ipywidgets.jslink``), connected once both views'
+    widgets exist (they are built on first display)."""
+
+    def __init__(self, a: ProjectionView, b: ProjectionView, names: tuple[str, ...]):
+        self.a, self.b, self.names = a, b, names
+        self.links: list[Any] = []
+
+    def other(self, view: ProjectionView) -> ProjectionView:
+        return self.b if view is self.a else self.a
+
+    def connect(self) -> None:
+        if self.links or self.a._widget is None or self.b._widget is None:
+            return
+        import ipywidgets
+
+        self.links = [
+            ipywidgets.jslink((self.a._widget, n), (self.b._widget, n)) for n in self.names
+        ]
+
+    def close(self) -> None:
+        for link in self.links:
+            link.close()
+        self.links = []
+
+
 class ProjectionViewWidget(anywidget.AnyWidget):
     """Front end of :class:`ProjectionView`: the WebGL scatter, depth scrubber and lasso."""
 
@@ -76,6 +122,8 @@ class ProjectionViewWidget(anywidget.AnyWidget):
     label_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     texts = traitlets.List(traitlets.Unicode()).tag(sync=True)
     selection = traitlets.List(traitlets.Int()).tag(sync=True)
+    # [zoom, pan_x, pan_y]: the camera of geometry.ts, sent once a frame while the user zooms
+    camera = traitlets.List(traitlets.Float(), list(HOME), minlen=3, maxlen=3).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     transition_ms = traitlets.Int(300).tag(sync=True)
 
@@ -136,7 +184,9 @@ class ProjectionView:
     Display it in a notebook: a WebGL scatter with a depth slider (play, step, arrow keys when the
     view has focus), zoom (wheel), pan (drag), hover text, and lasso selection (shift + drag, or
     the lasso button) whose point indices come back as ``selection``. Changing depth moves the
-    points from the old layout to the new one over ``transition_ms``.
+    points from the old layout to the new one over ``transition_ms``. Zoom and pan are
+    ``camera``; :meth:`link` makes another view (a second checkpoint's) follow them and the
+    selection.
 
     Parameters
     ----------
@@ -191,6 +241,8 @@ class ProjectionView:
         self._transition_ms = self._checked_ms(transition_ms)
         self._depth = self._checked(self._depths[0] if depth is None else depth)
         self._selection: list[int] = []
+        self._camera = HOME
+        self._links: list[_Link] = []
         self._widget: ProjectionViewWidget | None = None
 
     # ---- validation ------------------------------------------------------------------------
@@ -282,11 +334,15 @@ class ProjectionView:
                 label_names=self._label_names,
                 texts=self._texts,
                 selection=self._selection,
+                camera=list(self._camera),
                 title=self._title,
                 transition_ms=self._transition_ms,
             )
             self._widget.observe(self._on_widget_depth, "depth")
             self._widget.observe(self._on_widget_selection, "selection")
+            self._widget.observe(self._on_widget_camera, "camera")
+            for link in self._links:
+                link.connect()
         return self._widget
 
     def _on_widget_depth(self, change: dict[str, Any]) -> None:
@@ -295,6 +351,12 @@ class ProjectionView:
 
     def _on_widget_selection(self, change: dict[str, Any]) -> None:
         self._selection = sorted({int(i) for i in change["new"] if 0 <= int(i) < self._n})
+
+    def _on_widget_camera(self, change: dict[str, Any]) -> None:
+        try:
+            self._camera = _checked_camera(change["new"])
+        except ValueError:
+            pass  # the browser clamps; keep the last good camera
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -336,9 +398,7 @@ class ProjectionView:
 
     @selection.setter
     def selection(self, indices: Any) -> None:
-        self._selection = self._checked_selection(indices)
-        if self._widget is not None:
-            self._widget.selection = self._selection
+        self._set("selection", self._checked_selection(indices))
 
     def set_selection(self, indices: Any) -> ProjectionView:
         """Select points by index (or a boolean mask) and return ``self``."""
@@ -348,6 +408,79 @@ class ProjectionView:
     def clear_selection(self) -> ProjectionView:
         self.selection = []
         return self
+
+    @property
+    def camera(self) -> tuple[float, float, float]:
+        """Zoom and pan, ``(zoom, pan_x, pan_y)``: the layouts are fitted into the square
+        ``[-1, 1]^2`` (one fit for all depths) and a point ``w`` of it is drawn at
+        ``w * zoom + pan``, so ``(1, 0, 0)`` shows everything. Moved by the wheel, dragging,
+        "reset view", by assignment, and by a linked view (:meth:`link`)."""
+        return self._camera
+
+    @camera.setter
+    def camera(self, value: Any) -> None:
+        self._set("camera", _checked_camera(value))
+
+    def reset_view(self) -> ProjectionView:
+        """Show every point again (zoom 1, no pan) and return ``self``."""
+        self.camera = HOME
+        return self
+
+    def _set(self, name: str, value: Any, seen: set[int] | None = None) -> None:
+        """Set camera or selection here and on the views linked for it (in Python too, so that
+        linked views agree before any browser shows them)."""
+        seen = set() if seen is None else seen
+        seen.add(id(self))
+        setattr(self, f"_{name}", value)
+        if self._widget is not None:
+            setattr(self._widget, name, list(value))
+        for link in self._links:
+            other = link.other(self)
+            if name in link.names and id(other) not in seen:
+                other._set(name, value, seen)
+
+    def link(
+        self, other: ProjectionView, *, camera: bool = True, selection: bool = True
+    ) -> ProjectionView:
+        """Share zoom and pan (``camera``) and the selection with ``other``, both ways; returns
+        ``self``.
+
+        The views follow each other in the browser (``ipywidgets.jslink``): the other view moves
+        with every frame of a zoom or pan, also while the kernel is busy. Both start from this
+        view's camera and selection. The camera is relative to each view's own fit of its
+        layouts, so it shows the same region when the layouts are aligned (``ex.project_pair``
+        aligns the second checkpoint's to the first's). Selections are point indices: linking
+        them needs the same points in both views.
+        """
+        if not isinstance(other, ProjectionView):
+            raise TypeError(f"can only link to another ProjectionView, got {type(other).__name__}")
+        if other is self:
+            raise ValueError("a view cannot be linked to itself")
+        names = tuple(n for n, on in (("camera", camera), ("selection", selection)) if on)
+        if not names:
+            raise ValueError("nothing to link: camera and selection are both False")
+        if selection and other.n_points != self._n:
+            raise ValueError(
+                f"cannot link selections of {self._n} and {other.n_points} points: the indices "
+                "would name different points (link(other, selection=False) shares the zoom only)"
+            )
+        link = _Link(self, other, names)
+        self._links.append(link)
+        other._links.append(link)
+        for name in names:
+            other._set(name, getattr(self, f"_{name}"), {id(self)})
+        link.connect()
+        return self
+
+    def close(self) -> None:
+        """Close the widget and its links (its comms); the view can be displayed again."""
+        for link in self._links:
+            link.close()
+            link.other(self)._links.remove(link)
+        self._links = []
+        if self._widget is not None:
+            self._widget.close()
+            self._widget = None
 
     @property
     def transition_ms(self) -> int:

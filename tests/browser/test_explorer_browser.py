@@ -161,6 +161,24 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
     assert painted(np.abs(after[0] - before[0])) > 1000, "projection b did not follow the depth"
     assert painted(np.abs(after[1] - before[1])) > 30, "the dimension chart did not follow"
 
+    # Zoom the first projection with the wheel: the second follows in the browser (linked camera);
+    # a double click on the first resets both.
+    box = plots.nth(0).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    before = pixels(plots.nth(1))
+    for _ in range(3):
+        page.mouse.wheel(0, -120)
+        page.wait_for_timeout(50)
+    page.wait_for_function("el => Number(el.dataset.zoom) > 1.5", arg=roots.nth(0).element_handle())
+    zoom = roots.nth(0).get_attribute("data-zoom")
+    expect(roots.nth(1)).to_have_attribute("data-zoom", zoom, timeout=10_000)
+    page.wait_for_timeout(400)
+    assert painted(np.abs(pixels(plots.nth(1)) - before)) > 1000, "projection b did not zoom"
+    roots.nth(0).locator("xpath=../../..").screenshot(path=artifacts / "explorer-zoomed.png")
+    plots.nth(0).dblclick()
+    expect(roots.nth(1)).to_have_attribute("data-zoom", "1.0000", timeout=10_000)
+    page.wait_for_timeout(400)
+
     # Lasso in the first projection: both select, the dimension view gets a selection series.
     lasso_left_half(page, plots.nth(0))
     page.wait_for_function(

@@ -106,6 +106,16 @@ def test_a_view_moves_the_shared_cursor(digits):
     assert digits.views["spectra"].depth == 1 and digits.depth == 0
 
 
+def test_the_two_projections_zoom_together(digits):
+    a, b = digits.views["projection"], digits.views["projection_b"]
+    wa, wb = a.widget, b.widget  # as displayed: their cameras are linked in the browser
+    links = [(*js.source, *js.target) for link in a._links for js in link.links]
+    assert links == [(wa, "camera", wb, "camera")]  # the selection goes through Python
+    b.camera = (2.5, 0.1, 0.0)
+    assert a.camera == (2.5, 0.1, 0.0) and a.widget.camera == [2.5, 0.1, 0.0]
+    a.reset_view()
+
+
 def test_lasso_selection_propagates_and_adds_a_selection_series(digits):
     digits.views["projection"].widget.selection = list(range(60))  # the lasso, from JS
     assert digits.selection == list(range(60))

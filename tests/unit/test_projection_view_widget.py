@@ -181,3 +181,69 @@ def test_transition_ms():
     view.transition_ms = 0
     assert view.widget.transition_ms == 0
     assert ProjectionView(layouts(), transition_ms=0).widget.transition_ms == 0
+
+
+def test_camera_moves_both_ways_and_is_checked():
+    view = ProjectionView(layouts())
+    assert view.camera == (1.0, 0.0, 0.0) and view.widget.camera == [1.0, 0.0, 0.0]
+    view.widget.camera = [3.0, -0.5, 0.25]  # the wheel, once a frame
+    assert view.camera == (3.0, -0.5, 0.25)
+    view.camera = (2, 0, 1)
+    assert view.widget.camera == [2.0, 0.0, 1.0]
+    assert view.reset_view().widget.camera == [1.0, 0.0, 0.0]
+    for bad, match in [
+        ((0.0, 0, 0), "zoom must be"),
+        ((1, float("nan"), 0), "finite"),
+        ((1, 2), "zoom, pan_x, pan_y"),
+        ("abc", "zoom, pan_x, pan_y"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            view.camera = bad
+
+
+def jslinks(view):
+    """The browser-side links (ipywidgets ``Link`` widgets) of a view, as (a, trait, b, trait)."""
+    from ipywidgets.widgets.widget_link import Link
+
+    found = [js for link in view._links for js in link.links]
+    assert all(isinstance(js, Link) for js in found)
+    return [(*js.source, *js.target) for js in found]
+
+
+def test_linked_views_share_camera_and_selection_in_the_browser_and_in_python():
+    a, b = ProjectionView(layouts(n=6)), ProjectionView(layouts(n=6, seed=1))
+    a.camera = (2.0, 0.1, 0.2)
+    a.selection = [1, 2]
+    assert a.link(b) is a
+    assert b.camera == (2.0, 0.1, 0.2) and b.selection == [1, 2]  # b starts from a's state
+    b.camera = (4.0, 0.0, 0.0)  # set in Python: both follow, before any widget exists
+    assert a.camera == (4.0, 0.0, 0.0)
+    # the widgets are built lazily; once both exist they are linked in the browser (jslink)
+    wa = a.widget
+    assert jslinks(a) == []
+    wb = b.widget
+    assert sorted(jslinks(a)) == [(wa, "camera", wb, "camera"), (wa, "selection", wb, "selection")]
+    assert wb.camera == [4.0, 0.0, 0.0] and wb.selection == [1, 2]
+    b.selection = [5]
+    assert a.selection == [5] and wa.selection == [5]
+    # closing a view removes its links; the other goes on alone
+    a.close()
+    assert jslinks(b) == [] and a._widget is None
+    b.camera = (1.0, 0.0, 0.0)
+    assert a.camera == (4.0, 0.0, 0.0)
+
+
+def test_link_refuses_what_it_cannot_share():
+    a = ProjectionView(layouts(n=6))
+    with pytest.raises(ValueError, match="itself"):
+        a.link(a)
+    with pytest.raises(TypeError, match="another ProjectionView"):
+        a.link(object())
+    other = ProjectionView(layouts(n=7))
+    with pytest.raises(ValueError, match="6 and 7 points"):
+        a.link(other)
+    a.link(other, selection=False)  # zoom only
+    other.camera = (2, 0, 0)
+    assert a.camera == (2.0, 0.0, 0.0) and a.selection == []
+    with pytest.raises(ValueError, match="nothing to link"):
+        a.link(other, camera=False, selection=False)

@@ -13,12 +13,15 @@ import {
   type RGB,
 } from "./scatter/colors";
 import {
+  cameraFrom,
+  cameraValues,
   clipTransform,
   fit,
   HOME,
   nearest,
   normalise,
   panBy,
+  sameCamera,
   selectInPolygon,
   toScreen,
   toWorld,
@@ -46,6 +49,8 @@ export interface ProjectionViewModel {
   label_names: string[];
   texts: string[];
   selection: number[];
+  /** Zoom and pan, ``[zoom, panX, panY]`` (geometry.ts' Camera); views linked in Python share it. */
+  camera: number[];
   title: string;
   transition_ms: number;
 }
@@ -196,7 +201,8 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   let layouts: Layouts | null = null;
   let transition = new Transition(new Float32Array());
   let shown = -1; // index into depths of the layout drawn (runs ahead of the model while debouncing)
-  let camera: Camera = HOME;
+  let camera: Camera = cameraFrom(model.get("camera"));
+  let steered = false; // the user moved the camera since it was last sent to the model
   let selected = new Uint8Array();
   let nSelected = 0;
   let labelCodes: Float32Array | null = null;
@@ -236,8 +242,22 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     requestDraw();
   }
 
+  /** The user zoomed, panned or reset the view: draw, and send the camera on the next frame. */
+  function steer(next: Camera, motion = true): void {
+    camera = next;
+    steered = true;
+    if (motion) moved();
+    else requestDraw();
+  }
+
   function frame(): void {
     raf = 0;
+    if (steered) {
+      // once a frame at most: views linked to this one follow in the browser (ipywidgets jslink)
+      steered = false;
+      model.set("camera", cameraValues(camera));
+      model.save_changes();
+    }
     // Decide on the next frame from the time this one drew at, so the last one drawn is at t = 1.
     if (draw()) requestDraw();
   }
@@ -275,6 +295,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     }
     drawOverlay(v, ratio);
     root.dataset.drawn = `${v.width}x${v.height}@${ratio}`;
+    root.dataset.zoom = camera.zoom.toFixed(4);
     return moving; // until the frame after the motion, which draws every point
   }
 
@@ -556,10 +577,10 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   const onPointerMove = (event: PointerEvent) => {
     const [x, y] = local(event);
     if (drag?.mode === "pan") {
-      camera = panBy(camera, viewport(), x - drag.x, y - drag.y);
+      const next = panBy(camera, viewport(), x - drag.x, y - drag.y);
       drag.x = x;
       drag.y = y;
-      moved();
+      steer(next);
     } else if (drag?.mode === "lasso") {
       const p = drag.path;
       if (Math.hypot(x - p[p.length - 2], y - p[p.length - 1]) >= 2) p.push(x, y);
@@ -594,12 +615,15 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     event.preventDefault();
     const [x, y] = local(event);
     const delta = event.deltaMode === 1 ? event.deltaY * 16 : event.deltaY;
-    camera = zoomAt(camera, viewport(), x, y, Math.exp(-delta * 0.0015));
-    moved();
+    steer(zoomAt(camera, viewport(), x, y, Math.exp(-delta * 0.0015)));
   };
-  const resetView = () => {
-    camera = HOME;
-    requestDraw();
+  const resetView = () => steer(HOME, false);
+  const onCamera = () => {
+    // set from Python or by a linked view: follow it (without sending it back)
+    const next = cameraFrom(model.get("camera"));
+    if (sameCamera(next, camera)) return;
+    camera = next;
+    moved();
   };
   const toggleLasso = () => {
     lassoMode = !lassoMode;
@@ -654,6 +678,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   const coloring = ["change:color", "change:color_kind", "change:legend", "change:color_title"];
   model.on("change:depth", onDepth);
   model.on("change:selection", onSelection);
+  model.on("change:camera", onCamera);
   model.on("change:label_codes", onLabels);
   for (const name of structural) model.on(name, rebuild);
   for (const name of coloring) model.on(name, recolor);
@@ -671,6 +696,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     clearTimeout(playing);
     model.off("change:depth", onDepth);
     model.off("change:selection", onSelection);
+    model.off("change:camera", onCamera);
     model.off("change:label_codes", onLabels);
     for (const name of structural) model.off(name, rebuild);
     for (const name of coloring) model.off(name, recolor);

@@ -13,7 +13,10 @@ import widget, {
 } from "../src/projection_view";
 import { categorical, luminance, parseColor, pointColors, ramp } from "../src/scatter/colors";
 import {
+  cameraFrom,
+  cameraValues,
   HOME,
+  MAX_ZOOM,
   fit,
   nearest,
   normalise,
@@ -150,6 +153,13 @@ describe("geometry", () => {
     const out = normalise(new Float32Array([0, 0, 4, 2, Number.NaN, 1]));
     expect(out[2]).toBeCloseTo(0.92);
   });
+
+  it("reads a synced camera, clamping its zoom and refusing malformed ones", () => {
+    const cam = { zoom: 3, panX: -0.5, panY: 0.25 };
+    expect(cameraFrom(cameraValues(cam))).toEqual(cam);
+    expect(cameraFrom([1e9, 0, 0]).zoom).toBe(MAX_ZOOM);
+    for (const bad of [undefined, [], [1, 2], [1, Number.NaN, 0], "1,0,0"]) expect(cameraFrom(bad)).toBe(HOME);
+  });
 });
 
 describe("colours", () => {
@@ -211,6 +221,7 @@ describe("projection view", () => {
       label_names: [],
       texts: [],
       selection: [],
+      camera: [1, 0, 0],
       title: "four depths",
       transition_ms: 300,
       ...initial,
@@ -264,6 +275,26 @@ describe("projection view", () => {
     root.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
     expect(model.get("selection")).toEqual([]);
     expect(root.dataset.selected).toBe("0");
+  });
+
+  it("sends its camera once a frame after zoom, follows one set from outside, resets home", () => {
+    const { model, el } = setup();
+    const plot = el.querySelector<HTMLElement>(".explorer-pv-plot")!;
+    for (let i = 0; i < 2; i++) {
+      plot.dispatchEvent(new WheelEvent("wheel", { deltaY: -100, bubbles: true, cancelable: true }));
+    }
+    expect(model.save_changes).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(20);
+    expect(model.save_changes).toHaveBeenCalledTimes(1);
+    expect(model.get("camera")[0]).toBeCloseTo(Math.exp(0.3), 5);
+    // a linked view (or Python) moves it: followed, not sent back
+    model.set("camera", [2, 0.5, -0.25]);
+    vi.advanceTimersByTime(20);
+    expect(model.save_changes).toHaveBeenCalledTimes(1);
+    el.querySelector<HTMLButtonElement>(".explorer-pv-reset")!.click();
+    vi.advanceTimersByTime(20);
+    expect(model.get("camera")).toEqual([1, 0, 0]);
+    expect(model.save_changes).toHaveBeenCalledTimes(2);
   });
 
   it("plays through the depths, wrapping round, until paused", () => {

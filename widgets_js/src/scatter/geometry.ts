@@ -48,6 +48,28 @@ export interface Camera {
 
 export const HOME: Camera = { zoom: 1, panX: 0, panY: 0 };
 
+/** Zoom limits (world units per view unit). */
+export const MIN_ZOOM = 0.2;
+export const MAX_ZOOM = 500;
+
+/** A camera from its synced form ``[zoom, panX, panY]``; anything else (or non-finite) is HOME. */
+export function cameraFrom(values: unknown): Camera {
+  if (!Array.isArray(values) || values.length !== 3 || !values.every((v) => Number.isFinite(v))) {
+    return HOME;
+  }
+  const [zoom, panX, panY] = values as number[];
+  return { zoom: Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, zoom)), panX, panY };
+}
+
+/** The synced form of a camera, ``[zoom, panX, panY]``. */
+export function cameraValues(c: Camera): [number, number, number] {
+  return [c.zoom, c.panX, c.panY];
+}
+
+export function sameCamera(a: Camera, b: Camera): boolean {
+  return a.zoom === b.zoom && a.panX === b.panX && a.panY === b.panY;
+}
+
 /** Screen (CSS pixels, origin top left) of a `width` x `height` area; the square fits inside. */
 export interface Viewport {
   width: number;
@@ -78,7 +100,7 @@ export function clipTransform(c: Camera, v: Viewport): { scale: [number, number]
 
 /** Zoom by `factor` keeping the world point under (sx, sy) where it is. */
 export function zoomAt(c: Camera, v: Viewport, sx: number, sy: number, factor: number): Camera {
-  const zoom = Math.min(500, Math.max(0.2, c.zoom * factor));
+  const zoom = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, c.zoom * factor));
   const [wx, wy] = toWorld(c, v, sx, sy);
   const k = unit(v);
   const vx = (sx - v.width / 2) / k;
