@@ -31,6 +31,7 @@ import traitlets
 
 from explorer.activations import Activations
 from explorer.jobs import Job, JobEngine, default_engine
+from explorer.widgets.depth_scrubber import DepthScrubber, describe_depth
 from explorer.widgets.job_bar import JobBar
 
 __all__ = ["DEFAULT_METRICS", "Explorer"]
@@ -381,6 +382,7 @@ class Explorer(traitlets.HasTraits):
         from explorer.widgets.spectrum_view import SpectrumView
 
         self._attach("spectra", SpectrumView(frame))
+        self._refresh_summary()
 
     def _compare_done(self, job: Job) -> None:
         parts = [job.results[d] for d in job.layers if d in job.results]
@@ -400,6 +402,7 @@ class Explorer(traitlets.HasTraits):
         from explorer.widgets.subspace_view import SubspaceView
 
         self._attach("subspace", SubspaceView(cmp))
+        self._refresh_summary()
 
     def _similarity_done(self, job: Job) -> None:
         parts = [job.results[d] for d in job.layers if d in job.results]
@@ -412,11 +415,13 @@ class Explorer(traitlets.HasTraits):
         from explorer.widgets.similarity_view import SimilarityView
 
         self._attach("similarity", SimilarityView(sim))
+        self._refresh_summary()
 
     def _metrics_part(self, depth: int, frame: pd.DataFrame) -> None:
         with self._lock:
             self._metric_parts[depth] = frame
             self._show_dimension()
+            self._refresh_summary()
 
     def _metrics_done(self, job: Job) -> None:
         if not job.results:
@@ -525,8 +530,8 @@ class Explorer(traitlets.HasTraits):
             try:
                 for view in list(self.views.values()):
                     self._move(view, change["new"])
-                if self._widget is not None and self._slider.value != change["new"]:
-                    self._slider.value = change["new"]
+                if self._widget is not None:
+                    self._scrubber.show(change["new"])
             finally:
                 self._syncing -= 1
 
@@ -675,17 +680,9 @@ class Explorer(traitlets.HasTraits):
                 f"</b><span style='{_MUTED}'>{probe}</span></div>",
                 layout=w.Layout(flex="1 1 auto"),
             )
-            self._slider = w.IntSlider(
-                value=self.depth,
-                min=self._depths[0],
-                max=self._depths[-1],
-                description="depth",
-                continuous_update=True,
-                style={"description_width": "initial"},
-                layout=w.Layout(width="360px"),
+            self._scrubber = DepthScrubber(
+                self._depths, self.depth, self._scrubbed, self.describe_depth
             )
-            self._slider.add_class("explorer-depth")
-            self._slider.observe(self._slider_moved, "value")
             self._buttons = w.ToggleButtons(
                 options=[self._layout.upper()],
                 tooltips=["2-D layout of the points at each depth"],
@@ -694,10 +691,10 @@ class Explorer(traitlets.HasTraits):
             self._buttons.add_class("explorer-layouts")
             self._buttons.observe(self._layout_clicked, "value")
             header = w.HBox(
-                [title, self._buttons, self._slider],
+                [title, self._buttons, self._scrubber.controls],
                 layout=w.Layout(align_items="center", width="100%", flex_flow="row wrap"),
             )
-            rows = [header, self.job_bar.widget]
+            rows = [header, self._scrubber.summary, self.job_bar.widget]
 
             def slot(name: str):
                 box = w.Box(layout=w.Layout(width="100%", min_height="60px"))
@@ -735,10 +732,34 @@ class Explorer(traitlets.HasTraits):
                 self._syncing -= 1
             return self._widget
 
-    def _slider_moved(self, change) -> None:
-        if self._syncing:
-            return
-        self.depth = change["new"]
+    def _scrubbed(self, depth: int) -> None:
+        if not self._syncing:
+            self.depth = nearest(depth, self._depths)
+
+    def describe_depth(self, depth: int | None = None) -> str:
+        """One line on what is at ``depth`` (the cursor's by default) among the results so far:
+        its address, the weight matrices' effective ranks, the first metric of the hidden states
+        with its interval, the largest relative weight change and the CKA between the two
+        checkpoints (:func:`explorer.widgets.depth_scrubber.describe_depth`). Shown under the
+        depth slider."""
+        depth = self.depth if depth is None else depth
+        with self._lock:
+            results = dict(self._results)
+            metrics = self.metrics_frame()
+        comparison = results.get("comparison")
+        return describe_depth(
+            depth,
+            spectra=results.get("spectra"),
+            metrics=metrics,
+            comparison=None if comparison is None else comparison.frame(),
+            similarity=results.get("similarity"),
+            metric=self._metrics[0],
+            names=self._names,
+        )
+
+    def _refresh_summary(self) -> None:
+        if self._widget is not None:
+            self._scrubber.refresh()
 
     def _repr_mimebundle_(self, **kwargs: Any):
         return self.widget._repr_mimebundle_(**kwargs)

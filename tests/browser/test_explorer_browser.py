@@ -130,6 +130,23 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
     (artifacts / "explorer_timings.json").write_text(json.dumps(timing))
     print("\nexplorer dashboard (digits demo):", timing)
 
+    # The dashboard's cursor: the line under it describes the depth, ‹ › step, play runs through.
+    summary = dashboard.locator(".explorer-depth-summary")
+    expect(summary).to_contain_text("blocks.0 · twonn ")
+    dashboard.locator(".explorer-depth-next").click()
+    expect(summary).to_contain_text("blocks.1 · 1 weight matrix (mlp.up", timeout=20_000)
+    expect(roots.nth(1)).to_have_attribute("data-depth", "1", timeout=20_000)
+    dashboard.locator(".explorer-depth-previous").click()
+    expect(roots.nth(0)).to_have_attribute("data-depth", "0", timeout=20_000)
+    play, stop = dashboard.locator(".explorer-depth-play button").all()[:2]
+    play.click()
+    expect(roots.nth(0)).to_have_attribute("data-depth", "2", timeout=20_000)
+    expect(roots.nth(1)).to_have_attribute("data-depth", "4", timeout=20_000)
+    expect(summary).to_contain_text("blocks.4 · 1 weight matrix (head")
+    stop.click()  # back to the first depth
+    expect(roots.nth(0)).to_have_attribute("data-depth", "0", timeout=20_000)
+    expect(summary).to_contain_text("blocks.0 · twonn ")
+
     # Every view renders something.
     page.wait_for_timeout(500)
     dashboard.screenshot(path=artifacts / "explorer-first.png")
@@ -148,7 +165,9 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
     open_tab(page, dashboard, "dimension")
     dimension = dashboard.locator(".explorer-slot-dimension .explorer-chart")
     expect(dimension.locator("svg g.mark-symbol path").first).to_be_attached()
-    assert dimension.evaluate(CURSOR) == [0]
+    page.wait_for_function(
+        f"el => ({CURSOR})(el).join() === '0'", arg=dimension.element_handle(), timeout=20_000
+    )
     before = [pixels(plots.nth(1)), pixels(dimension)]
     roots.nth(0).locator("input[type=range]").fill("3")
     expect(roots.nth(1)).to_have_attribute("data-depth", "3", timeout=20_000)

@@ -1,5 +1,6 @@
 """The dashboard on the demo checkpoints: one depth cursor, one selection, jobs filling views."""
 
+import html
 import threading
 
 import pytest
@@ -83,7 +84,7 @@ def test_widget_layout_and_slots_hold_the_views(digits):
 def test_depth_propagates_to_every_view(digits):
     for depth in digits.depths:
         digits.depth = depth
-        assert digits._slider.value == depth
+        assert digits._scrubber.depth == depth
         for name, view in digits.views.items():
             assert view.depth == nearest(depth, view.depths), (name, depth)
         assert digits.views["similarity"].depth_b == depth
@@ -99,11 +100,24 @@ def test_a_view_moves_the_shared_cursor(digits):
     assert digits.views["projection_b"].depth == 3 and digits.views["dimension"].depth == 3
     digits.views["projection"].widget.depth = 1  # the projection's own scrubber (front end)
     assert digits.depth == 1 and digits.views["subspace"].depth == 1
-    digits._slider.value = 2  # the dashboard's slider
+    digits._scrubber.slider.value = 2  # the dashboard's slider
     assert digits.depth == 2 and digits.views["similarity"].depth == 2
     # depth 0 has no weight matrix: the spectra stay at the nearest depth they have
     digits.depth = 0
     assert digits.views["spectra"].depth == 1 and digits.depth == 0
+
+
+def test_the_line_under_the_slider_describes_the_depth(digits):
+    digits.wait(TIMEOUT)
+    _ = digits.widget  # displayed
+    digits.depth = 3
+    line = digits.describe_depth()
+    assert line.startswith("blocks.3 · 1 weight matrix (mlp.up 64×128), effective rank ")
+    assert "twonn " in line and "digits-clean" in line and "digits-noisy" in line
+    assert "‖B − A‖/‖A‖ up to " in line and "CKA " in line
+    assert all(html.escape(part) in digits._scrubber.summary.value for part in line.split(" · "))
+    digits.depth = 0  # the input: no weights, hidden states only
+    assert "weight" not in digits.describe_depth() and "blocks.0 · twonn" in digits.describe_depth()
 
 
 def test_the_two_projections_zoom_together(digits):
