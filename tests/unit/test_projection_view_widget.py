@@ -247,3 +247,46 @@ def test_link_refuses_what_it_cannot_share():
     assert a.camera == (2.0, 0.0, 0.0) and a.selection == []
     with pytest.raises(ValueError, match="nothing to link"):
         a.link(other, camera=False, selection=False)
+
+
+def test_the_export_palette_is_the_view_palette():
+    import re
+    from pathlib import Path
+
+    from explorer.widgets.projection_export import CATEGORICAL
+
+    ts = Path(__file__).resolve().parents[2] / "widgets_js/src/scatter/colors.ts"
+    block = re.search(r"CATEGORICAL: readonly string\[\] = \[(.*?)\];", ts.read_text(), re.S)
+    assert re.findall(r'"(#[0-9a-f]{6})"', block.group(1)) == CATEGORICAL
+
+
+def test_the_exported_picture_is_what_the_view_shows(tmp_path):
+    coords = {0: np.array([[0.0, 0.0], [2.0, 1.0], [4.0, 2.0]]), 1: np.array([[1.0, 1.0]] * 3)}
+    view = ProjectionView(coords, labels=["a", "b", "a"], title="t")
+    spec = view.spec()
+    assert spec["title"] == "t · depth 0"
+    x, y = spec["encoding"]["x"]["scale"]["domain"], spec["encoding"]["y"]["scale"]["domain"]
+    # all depths fitted into the square: centre (2, 1), half side 2 at 0.92 of the view
+    np.testing.assert_allclose(x, [2 - 2 / 0.92, 2 + 2 / 0.92])
+    np.testing.assert_allclose(y, [1 - 2 / 0.92, 1 + 2 / 0.92])
+    assert [p["colour"] for p in spec["data"]["values"]] == ["a", "b", "a"]
+    assert spec["encoding"]["color"]["scale"]["range"] == ["#4e79a7", "#f28e2b"]
+    assert "opacity" in spec["mark"]
+    # zoomed 2x about the centre and panned: only the middle point stays in view
+    view.camera = (4.0, 0.0, 0.0)
+    spec = view.spec()
+    np.testing.assert_allclose(
+        spec["encoding"]["x"]["scale"]["domain"], [2 - 0.5 / 0.92, 2 + 0.5 / 0.92]
+    )
+    assert [p["point"] for p in spec["data"]["values"]] == [1]
+    view.reset_view()
+    view.selection = [2]
+    spec = view.spec(depth=1)
+    assert spec["title"] == "t · depth 1" and spec["encoding"]["opacity"]["condition"]["test"]
+    assert [p["selected"] for p in spec["data"]["values"]] == [False, False, True]
+    metric = ProjectionView(coords, color_by=np.array([0.5, 1.0, np.nan])).spec()
+    assert metric["encoding"]["color"]["scale"] == {"scheme": "viridis"}
+    assert ProjectionView(coords).spec()["mark"]["color"] == "#1976d2"
+    png = view.save(tmp_path / "view.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert view.save(tmp_path / "view.svg").read_text().startswith("<svg")
