@@ -59,6 +59,28 @@ def test_twonn_matches_skdim(s10):
     assert dm.twonn(s10, method="mle") == pytest.approx(ref, rel=1e-9)
 
 
+def test_twonn_matches_dadapy_2nn(s10):
+    """DADApy 0.3.4's 2NN (``Data.compute_id_2NN``), as its ``_compute_id_2NN`` computes it from
+    the first two neighbour distances: DADApy itself cannot be installed here (it requires
+    numpy < 2 and jax 0.4.30), so its two fits are applied as written there, with scipy's
+    ``curve_fit`` and scikit-learn's neighbours, on the same points."""
+    from scipy.optimize import curve_fit
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, _ = NearestNeighbors(n_neighbors=3).fit(s10).kneighbors(s10)
+    mus = dist[:, 2] / dist[:, 1]
+    n = mus.shape[0]
+    # algorithm="base", mu_fraction=0.9 (its defaults)
+    n_eff = int(n * 0.9)
+    log_mus_reduced = np.sort(np.log(mus))[:n_eff]
+    y = -np.log(1 - np.arange(1, n_eff + 1) / n)
+    base = curve_fit(lambda x, m: m * x, log_mus_reduced, y)[0][0]
+    assert dm.twonn(s10) == pytest.approx(base, rel=1e-6)
+    # algorithm="ml"
+    ml = (n - 1) / np.sum(np.log(mus))
+    assert dm.twonn(s10, method="mle", discard_fraction=0.0) == pytest.approx(ml, rel=1e-9)
+
+
 def test_mle_matches_skdim_at_one_k(s10):
     for k in (10, 20):
         ref = skdim.id.MLE().fit(s10, n_neighbors=k, comb="mle").dimension_
