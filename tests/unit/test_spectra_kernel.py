@@ -457,3 +457,18 @@ def test_threaded_eigvalsh_is_torch_eigvalsh_matrix_by_matrix():
     small = stack[..., :8, :8]
     same(eigvalsh(small), torch.linalg.eigvalsh(small))
     same(eigvalsh(stack[0, 0]), torch.linalg.eigvalsh(stack[0, 0]))
+
+
+@pytest.mark.parametrize("shape", [(20_000, 301), (300, 9_000), (50, 12), (1_000, 16)])
+def test_gram_from_the_upper_blocks_and_slabs_is_the_full_product(shape):
+    """The Gram of the smaller side, multiplied block by block above the diagonal and over row
+    slabs, then mirrored, equals the full product (odd sizes, several slabs, tiny matrices)."""
+    from explorer.spectra import _gram
+
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    x = (w if shape[0] >= shape[1] else w.mT).double()
+    n = min(shape)
+    out = torch.full((n, n), float("nan"), dtype=torch.float64)
+    ref = x.mT @ x
+    torch.testing.assert_close(_gram(w, out), ref, rtol=1e-12, atol=1e-9 * ref.abs().max().item())
+    torch.testing.assert_close(out, out.mT, rtol=1e-12, atol=1e-9 * ref.abs().max().item())
