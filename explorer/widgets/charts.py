@@ -7,6 +7,11 @@ bundles altair's front end with the vega-embed, Vega and Vega-Lite that ship ins
 same with a small theme shim around altair's ``render`` and caches the bundle on disk (building it
 takes seconds), so :class:`ChartWidget` never asks the network for anything.
 
+Shared: the bundle (~900 KB) travels to the browser once per kernel, in one hidden
+:class:`VegaLibrary` model. Each chart's own front end is a few lines (``_LOADER``) that import the
+library's code once per page (cached by the library model's id) and hand it the chart. Before,
+every chart carried the whole bundle in its state: a dashboard sent and saved it five times.
+
 Theme: specs are built with colours written as ``"var(--jp-ui-font-color1, #000000)"``. The shim
 resolves each such string against JupyterLab's CSS variables at the widget's element (the
 fallback outside JupyterLab) and draws again when the theme changes; the background is
@@ -25,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
+import anywidget
 import traitlets
+from ipywidgets import widget_serialization
 
 __all__ = [
     "ACCENT",
@@ -36,6 +43,7 @@ __all__ = [
     "FG3",
     "ChartView",
     "ChartWidget",
+    "VegaLibrary",
     "offline_esm",
     "records",
     "resolve_colours",
@@ -226,18 +234,73 @@ def offline_esm() -> str:
     return esm
 
 
-class ChartWidget(alt.JupyterChart):
-    """``alt.JupyterChart`` drawn by the offline bundle of :func:`offline_esm`, following the
-    JupyterLab theme. ``params`` and ``selections`` work as in altair."""
+class VegaLibrary(anywidget.AnyWidget):
+    """The offline chart bundle of :func:`offline_esm`, sent to the browser once per kernel and
+    shared by every :class:`ChartWidget` (never displayed itself)."""
 
+    _esm = "export default {};"
+    code = traitlets.Unicode().tag(sync=True)
+
+
+_LIBRARY: VegaLibrary | None = None
+
+
+def vega_library() -> VegaLibrary:
+    """The kernel's :class:`VegaLibrary` (made again if it was closed)."""
+    global _LIBRARY
+    if _LIBRARY is None or _LIBRARY.comm is None:
+        _LIBRARY = VegaLibrary(code=offline_esm())
+    return _LIBRARY
+
+
+# A chart's front end: the library's code, imported once per page and library, renders it.
+_LOADER = """
+const libraries = (globalThis.__explorerVegaLibraries ??= new Map());
+
+function library(model) {
+  const ref = String(model.get("library") ?? "");
+  const id = ref.replace(/^IPY_MODEL_/, "");
+  if (!id) return Promise.reject(new Error("explorer chart: no Vega library model"));
+  if (!libraries.has(id)) {
+    const loaded = model.widget_manager.get_model(id).then(async (lib) => {
+      const url = URL.createObjectURL(new Blob([lib.get("code")], { type: "text/javascript" }));
+      try {
+        return await import(url);
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+    });
+    loaded.catch(() => libraries.delete(id)); // try again on the next chart
+    libraries.set(id, loaded);
+  }
+  return libraries.get(id);
+}
+
+export default {
+  async render({ model, el }) {
+    const lib = await library(model);
+    return lib.default.render({ model, el });
+  },
+};
+"""
+
+
+class ChartWidget(alt.JupyterChart):
+    """``alt.JupyterChart`` drawn by the offline bundle of :func:`offline_esm` (shared through
+    :class:`VegaLibrary`), following the JupyterLab theme. ``params`` and ``selections`` work as
+    in altair."""
+
+    _esm = _LOADER
     _css = (
         ".explorer-chart .vega-embed { overflow: visible; } .explorer-chart { min-height: 40px; }"
     )
+    library = traitlets.Instance(VegaLibrary, allow_none=True).tag(
+        sync=True, **widget_serialization
+    )
 
     def __init__(self, chart: alt.TopLevelMixin, **kwargs: Any):
-        if type(self).__dict__.get("_esm") is None:
-            type(self)._esm = offline_esm()
         kwargs.setdefault("embed_options", {"actions": False, "renderer": "svg"})
+        kwargs.setdefault("library", vega_library())
         super().__init__(chart, **kwargs)
 
     def show_spec(self, spec: dict, values: Mapping[str, Any] | None = None) -> None:

@@ -98,6 +98,22 @@ def test_offline_bundle_needs_no_network():
     assert "explorerRender" in esm
 
 
+def test_charts_share_one_library_model_and_carry_only_a_loader():
+    import altair as alt
+
+    from explorer.widgets.charts import ChartWidget, vega_library
+
+    chart = alt.Chart(alt.Data(values=[{"x": 1}])).mark_point().encode(x="x:Q")
+    a, b = ChartWidget(chart), ChartWidget(chart)
+    assert a.library is b.library is vega_library()
+    assert a.library.code == offline_esm()
+    assert len(a._esm) < 2_000 and "explorerRender" not in a._esm  # not the 900 KB bundle
+    state = a.get_state()
+    assert state["library"] == f"IPY_MODEL_{a.library.model_id}"
+    a.library.close()  # e.g. Widget.close_all(): the next chart gets a new library
+    assert ChartWidget(chart).library is vega_library() is not a.library
+
+
 def test_colours_resolve_to_light_fallbacks():
     spec = {"a": "var(--jp-ui-font-color1, #212121)", "b": ["var(--x, red)", 3], "c": "blue"}
     assert resolve_colours(spec) == {"a": "#212121", "b": ["red", 3], "c": "blue"}
