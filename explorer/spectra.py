@@ -300,9 +300,8 @@ def _gram(w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
             else:
                 out[j : j + side, j:].addmm_(rows.mT, cols)
     for j in starts:  # mirror, block by block (no temporary)
-        for k in starts[1:]:
-            if k > j:
-                out[k : k + side, j : j + side].copy_(out[j : j + side, k : k + side].mT)
+        for k in starts[j // side + 1 :]:
+            out[k : k + side, j : j + side].copy_(out[j : j + side, k : k + side].mT)
     return out
 
 

@@ -149,13 +149,12 @@ class DepthScrubber:
             self.slider.value = min(later, key=lambda d: abs(d - self.depth))
 
     def show(self, depth: int) -> None:
-        """Move to ``depth`` from Python (no ``on_move``) and describe it."""
+        """Move to ``depth`` from Python (no ``on_move``); the move describes it."""
         self._quiet += 1
         try:
             self.slider.value = depth
         finally:
             self._quiet -= 1
-        self.refresh()
 
     def refresh(self) -> None:
         """Describe the current depth again (results have arrived)."""

@@ -399,6 +399,8 @@ class Explorer(traitlets.HasTraits):
             cosines.update(p.task_cosines)
         cmp = dataclasses.replace(first, layers=layers, task_cosines=cosines)
         self._results["comparison"] = cmp
+        # its tidy table, once: the line under the depth slider reads it at every move
+        self._results["comparison_frame"] = cmp.frame()
         from explorer.widgets.subspace_view import SubspaceView
 
         self._attach("subspace", SubspaceView(cmp))
@@ -746,12 +748,11 @@ class Explorer(traitlets.HasTraits):
         with self._lock:
             results = dict(self._results)
             metrics = self.metrics_frame()
-        comparison = results.get("comparison")
         return describe_depth(
             depth,
             spectra=results.get("spectra"),
             metrics=metrics,
-            comparison=None if comparison is None else comparison.frame(),
+            comparison=results.get("comparison_frame"),
             similarity=results.get("similarity"),
             metric=self._metrics[0],
             names=self._names,
@@ -813,7 +814,7 @@ class Explorer(traitlets.HasTraits):
             if not metrics.empty:
                 out["metrics"] = metrics
             if "comparison" in self._results:
-                out["comparison"] = self._results["comparison"].frame()
+                out["comparison"] = self._results["comparison_frame"].copy()
             if "similarity" in self._results:
                 out["similarity"] = similarity_frame(self._results["similarity"])
         return out

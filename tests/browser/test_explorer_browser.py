@@ -19,12 +19,10 @@ Image = pytest.importorskip("PIL.Image")
 expect = pytest.importorskip("playwright.sync_api").expect
 pytest.importorskip("vl_convert")
 
-from lab_page import KERNEL_READY, RUN_CELL, set_theme, write_notebook  # noqa: E402
+from lab_page import KERNEL_READY, RUN_CELL, screenshot, set_theme, write_notebook  # noqa: E402
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
-# screenshots go to the test artifacts; EXPLORER_UPDATE_DOCS=1 refreshes the committed ones in docs/
-DOCS = REPO / ("docs" if os.environ.get("EXPLORER_UPDATE_DOCS") else "test-artifacts")
 if not (REPO / "explorer/static/projection_view.js").is_file() and not os.environ.get("CI"):
     pytest.skip("JS bundle not built: run scripts/setup", allow_module_level=True)
 
@@ -225,8 +223,7 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
     page.mouse.move(5, 5)
     dashboard.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
-    DOCS.mkdir(exist_ok=True)
-    dashboard.screenshot(path=DOCS / "explorer-light.png")
+    screenshot(dashboard, artifacts, "explorer-light.png", "explorer-light.png")
     set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
     dark = pixels(plots.nth(0))
     assert dark[2, 2].sum() < 3 * 90, "the projection stayed light"
@@ -235,8 +232,7 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
         "el => getComputedStyle(el.querySelector('g.role-axis-label text')).fill"
     )
     assert label != "rgb(33, 33, 33)", "dimension axis labels stayed dark on dark"
-    dashboard.screenshot(path=DOCS / "explorer-dark.png")
-    dashboard.screenshot(path=artifacts / "explorer-dark.png")
+    screenshot(dashboard, artifacts, "explorer-dark.png", "explorer-dark.png")
     set_theme(page, "JupyterLab Light", "true", settle_ms=2000)
 
     # Saved and opened again: the views come back from the kernel and stay linked.

@@ -15,13 +15,11 @@ nbformat = pytest.importorskip("nbformat")
 Image = pytest.importorskip("PIL.Image")
 expect = pytest.importorskip("playwright.sync_api").expect
 
-from lab_page import KERNEL_READY, RUN_CELL, set_theme, write_notebook  # noqa: E402
+from lab_page import KERNEL_READY, RUN_CELL, screenshot, set_theme, write_notebook  # noqa: E402
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "explorer" / "static" / "projection_view.js"
-# screenshots go to the test artifacts; EXPLORER_UPDATE_DOCS=1 refreshes the committed ones in docs/
-DOCS = REPO / ("docs" if os.environ.get("EXPLORER_UPDATE_DOCS") else "test-artifacts")
 if not BUNDLE.is_file() and not os.environ.get("CI"):  # in CI a missing bundle fails
     pytest.skip("JS bundle not built: run scripts/setup", allow_module_level=True)
 
@@ -193,17 +191,14 @@ def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
 
     # Screenshots, light then dark; the dark one must be drawn on a dark background.
     page.evaluate(RUN_CELL, 1)  # scroll nothing: keep the view in place
-    DOCS.mkdir(exist_ok=True)
-    root.screenshot(path=artifacts / "projection_view_light.png")
-    root.screenshot(path=DOCS / "projection-view-light.png")
+    screenshot(root, artifacts, "projection_view_light.png", "projection-view-light.png")
     set_theme(page, "JupyterLab Dark", "false")
     expect(root).not_to_have_css("background-color", "rgb(255, 255, 255)")
     page.wait_for_timeout(500)
     dark = pixels(plot)
     assert dark[2, 2].sum() < 3 * 90, "the plot background stayed light"
     assert painted(dark) > 2000, "nothing drawn in the dark theme"
-    root.screenshot(path=artifacts / "projection_view_dark.png")
-    root.screenshot(path=DOCS / "projection-view-dark.png")
+    screenshot(root, artifacts, "projection_view_dark.png", "projection-view-dark.png")
 
     assert outside_requests == []
 
