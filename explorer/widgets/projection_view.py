@@ -2,7 +2,13 @@
 
 ``ProjectionView`` is the plain-Python facade (testable without a browser); it builds its
 ``ProjectionViewWidget`` on first display. The layouts arrive computed (``ex.project``); the widget
-only fits them into its viewport, animates between depths, and reports the lasso's indices.
+only frames them in its viewport, animates between depths, and reports the lasso's indices.
+Each depth is framed on its own so that the bulk of its points fills the view (a depth whose
+cloud is small is not drawn as a dot): its points set the frame except far outliers (beyond 2.5
+times the half side of the box of the 2nd-98th percentiles per axis, from its centre), which
+are drawn as rings on the frame's edge, in their direction (``frame`` in
+``widgets_js/src/scatter/geometry.ts``, :func:`explorer.widgets.projection_export.frame`). The
+animation between depths moves each point from its place in one frame to its place in the next.
 Views of more than 20,000 points whose frames miss 30 fps (software WebGL, a weak GPU, a million
 points) draw a fixed random subset while they zoom, pan or animate, sized from the last frame
 intervals (the first frame of a motion half of that, so that it answers the input sooner), and
@@ -411,9 +417,9 @@ class ProjectionView:
 
     @property
     def camera(self) -> tuple[float, float, float]:
-        """Zoom and pan, ``(zoom, pan_x, pan_y)``: the layouts are fitted into the square
-        ``[-1, 1]^2`` (one fit for all depths) and a point ``w`` of it is drawn at
-        ``w * zoom + pan``, so ``(1, 0, 0)`` shows everything. Moved by the wheel, dragging,
+        """Zoom and pan, ``(zoom, pan_x, pan_y)``: each depth's layout is framed in the square
+        ``[-1, 1]^2`` (see the module's docstring) and a point ``w`` of it is drawn at
+        ``w * zoom + pan``, so ``(1, 0, 0)`` shows every point (far outliers on the edge). Moved by the wheel, dragging,
         "reset view", by assignment, and by a linked view (:meth:`link`)."""
         return self._camera
 
@@ -447,10 +453,10 @@ class ProjectionView:
 
         The views follow each other in the browser (``ipywidgets.jslink``): the other view moves
         with every frame of a zoom or pan, also while the kernel is busy. Both start from this
-        view's camera and selection. The camera is relative to each view's own fit of its
-        layouts, so it shows the same region when the layouts are aligned (``ex.project_pair``
-        aligns the second checkpoint's to the first's). Selections are point indices: linking
-        them needs the same points in both views.
+        view's camera and selection. The camera is relative to each view's own frame of each
+        depth, so it shows about the same region when the layouts are aligned
+        (``ex.project_pair`` aligns the second checkpoint's to the first's). Selections are point
+        indices: linking them needs the same points in both views.
         """
         if not isinstance(other, ProjectionView):
             raise TypeError(f"can only link to another ProjectionView, got {type(other).__name__}")

@@ -203,6 +203,104 @@ def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
     assert outside_requests == []
 
 
+# The issue's example: the digits demo's hidden states laid out with PCA. Depth 0 (the pixels) has
+# a few points 20x further out than the bulk, and the clouds grow 20-fold with depth: one frame
+# for every depth drew depths 0-2 as a blob.
+DIGITS = """\
+import explorer as ex
+from explorer import demo
+acts = ex.capture(demo.load("digits-clean"), demo.probe("digits"), progress=False)
+view = ex.ProjectionView(ex.project(acts, "pca"), title="digits-clean · PCA", transition_ms=1200)
+view"""
+
+
+def bulk_fill(root) -> float:
+    """How much of the plot the bulk of the points spans where they are drawn now: the larger of
+    the 5th-95th percentile spans of their x and y on screen, over the plot's shorter side (the
+    side of the square the view frames a depth in)."""
+    xy = np.array(root.evaluate("el => el.explorerScreenPositions()")).reshape(-1, 2)
+    box = root.locator(".explorer-pv-plot").bounding_box()
+    spans = np.percentile(xy, 95, axis=0) - np.percentile(xy, 5, axis=0)
+    return float(spans.max() / min(box["width"], box["height"]))
+
+
+def painted_box(image: np.ndarray) -> np.ndarray:
+    """The 1st-99th percentile box of the painted pixels (x0, y0, x1, y1), border cut off."""
+    inner = image[3:-3, 3:-3]
+    ys, xs = np.nonzero(np.abs(inner - inner[2, 2]).sum(axis=2) > 60)
+    return np.array([np.percentile(xs, 1), np.percentile(ys, 1), np.percentile(xs, 99),
+                     np.percentile(ys, 99)]) + 3  # fmt: skip
+
+
+def test_each_depth_fills_the_view(page, lab, outside_requests, artifacts):
+    """Every depth of the digits PCA is framed so that its bulk fills the view; far outliers are
+    kept, on the edge, marked, and counted; the points move smoothly from depth to depth."""
+    open_notebook(page, lab, "projection_digits.ipynb", [DIGITS])
+    set_theme(page, "JupyterLab Light", "true")
+    root = page.locator(".explorer-pv")
+    plot = root.locator(".explorer-pv-plot")
+    slider = root.locator("input[type=range]")
+    expect(slider).to_be_visible(timeout=120_000)
+    page.mouse.move(0, 0)
+    fills = {}
+    for index in range(5):
+        slider.fill(str(index))
+        expect(root).to_have_attribute("data-depth", str(index))
+        page.wait_for_timeout(1500)  # the 1.2 s transition is over
+        fills[index] = round(bulk_fill(root), 3)
+        # what is painted covers the box where the points are said to be drawn
+        xy = np.array(root.evaluate("el => el.explorerScreenPositions()")).reshape(-1, 2)
+        lo, hi = np.percentile(xy, [5, 95], axis=0)
+        box = painted_box(pixels(plot))
+        assert (box[:2] <= lo + 4).all() and (box[2:] >= hi - 4).all(), (box, lo, hi)
+        if index == 0:
+            at0 = pixels(plot)
+            screenshot(
+                root, artifacts, "projection_digits_depth0_light.png", "projection-digits.png"
+            )
+    print("\ndigits PCA, bulk of the points / side of the view, per depth:", fills)
+    (artifacts / "projection_framing.json").write_text(json.dumps(fills))
+    assert min(fills.values()) > 0.45, f"a depth is drawn too small: {fills}"
+
+    # Depth 0's far outliers are drawn as rings on the frame's edge and said so.
+    slider.fill("0")
+    page.wait_for_timeout(1500)
+    pinned = int(root.get_attribute("data-pinned"))
+    assert 0 < pinned <= 5, f"{pinned} points pinned at depth 0 (3 far outliers expected)"
+    expect(root.locator(".explorer-pv-note")).to_have_text(
+        f"{pinned} point{'s' if pinned > 1 else ''} beyond the frame: rings on its edge"
+    )
+    edge = at0[3:-3, 3:-3]
+    painted_edge = painted(np.concatenate([edge[:, :14], edge[:, -14:]], axis=1)) + painted(
+        np.concatenate([edge[:14], edge[-14:]], axis=0)
+    )
+    assert painted_edge > 20, "nothing drawn on the frame's edge"
+    slider.fill("2")
+    expect(root).to_have_attribute("data-pinned", "0")
+    expect(root.locator(".explorer-pv-note")).to_have_text("")
+
+    # Mid-way between depths 0 and 4 the cloud neither collapses nor blows up.
+    slider.fill("0")
+    page.wait_for_timeout(1500)
+    slider.fill("4")
+    middle = []
+    for _ in range(3):
+        page.wait_for_timeout(300)
+        middle.append(round(bulk_fill(root), 3))
+    print("mid-transition 0 -> 4:", middle)
+    assert min(middle) > 0.3, f"the points collapsed on the way: {middle}"
+
+    page.wait_for_timeout(1500)
+    set_theme(page, "JupyterLab Dark", "false", settle_ms=500)
+    slider.fill("0")
+    page.wait_for_timeout(1500)
+    dark = bulk_fill(root)
+    assert abs(dark - fills[0]) < 0.05, (dark, fills[0])
+    screenshot(root, artifacts, "projection_digits_depth0_dark.png", "projection-digits-dark.png")
+    set_theme(page, "JupyterLab Light", "true")
+    assert outside_requests == []
+
+
 def open_big_scatter(page, lab, name: str, cell: str, settle_ms: int):
     """Open a notebook whose one cell shows a large ProjectionView; wait until it is drawn."""
     open_notebook(page, lab, name, [cell])

@@ -266,18 +266,20 @@ def test_the_exported_picture_is_what_the_view_shows(tmp_path):
     spec = view.spec()
     assert spec["title"] == "t · depth 0"
     x, y = spec["encoding"]["x"]["scale"]["domain"], spec["encoding"]["y"]["scale"]["domain"]
-    # all depths fitted into the square: centre (2, 1), half side 2 at 0.92 of the view
-    np.testing.assert_allclose(x, [2 - 2 / 0.92, 2 + 2 / 0.92])
-    np.testing.assert_allclose(y, [1 - 2 / 0.92, 1 + 2 / 0.92])
-    assert [p["colour"] for p in spec["data"]["values"]] == ["a", "b", "a"]
+    # drawn in view units: the square [-1, 1]^2 at home
+    np.testing.assert_allclose([x, y], [[-1, 1], [-1, 1]])
+    # depth 0 framed on its own: centre (2, 1), half side 2 at 0.92 of the square
+    points = spec["data"]["values"]
+    np.testing.assert_allclose(
+        [[p["x"], p["y"]] for p in points], [[-0.92, -0.46], [0, 0], [0.92, 0.46]]
+    )
+    assert [p["colour"] for p in points] == ["a", "b", "a"]
     assert spec["encoding"]["color"]["scale"]["range"] == ["#4e79a7", "#f28e2b"]
-    assert "opacity" in spec["mark"]
-    # zoomed 2x about the centre and panned: only the middle point stays in view
+    assert "opacity" in spec["layer"][0]["mark"]
+    # zoomed 4x about the centre: only the middle point stays in view
     view.camera = (4.0, 0.0, 0.0)
     spec = view.spec()
-    np.testing.assert_allclose(
-        spec["encoding"]["x"]["scale"]["domain"], [2 - 0.5 / 0.92, 2 + 0.5 / 0.92]
-    )
+    np.testing.assert_allclose(spec["encoding"]["x"]["scale"]["domain"], [-0.25, 0.25])
     assert [p["point"] for p in spec["data"]["values"]] == [1]
     view.reset_view()
     view.selection = [2]
@@ -286,7 +288,33 @@ def test_the_exported_picture_is_what_the_view_shows(tmp_path):
     assert [p["selected"] for p in spec["data"]["values"]] == [False, False, True]
     metric = ProjectionView(coords, color_by=np.array([0.5, 1.0, np.nan])).spec()
     assert metric["encoding"]["color"]["scale"] == {"scheme": "viridis"}
-    assert ProjectionView(coords).spec()["mark"]["color"] == "#1976d2"
+    assert ProjectionView(coords).spec()["layer"][0]["mark"]["color"] == "#1976d2"
     png = view.save(tmp_path / "view.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert view.save(tmp_path / "view.svg").read_text().startswith("<svg")
+
+
+def test_each_depth_is_framed_on_its_bulk_with_far_outliers_pinned_to_the_edge():
+    """The frame of ``frame`` in geometry.ts (its vitest pins the same numbers on the same points):
+    a 10 x 10 grid and one point at (1000, 5) is framed on the grid, the outlier pinned."""
+    from explorer.widgets.projection_export import EDGE, frame, to_view
+
+    grid = np.array([[i % 10, i // 10] for i in range(100)] + [[1000, 5]], dtype=np.float32)
+    cx, cy, scale = frame(grid)
+    np.testing.assert_allclose([cx, cy, scale], [4.5, 4.5, 0.92 / 4.5])
+    world, pinned = to_view(grid)
+    assert pinned.tolist() == [False] * 100 + [True]
+    np.testing.assert_allclose(world[100], [EDGE, EDGE * 0.5 / 995.5], rtol=1e-6)
+    # a small depth and a large one both fill the view (the old single fit drew the small one as a
+    # dot); a cloud with no far outlier is framed by all its points, none pinned
+    rng = np.random.default_rng(0)
+    small, big = rng.normal(size=(500, 2)) * 0.01, rng.normal(size=(500, 2)) * 50
+    view = ProjectionView({0: small, 1: big})
+    for depth in (0, 1):
+        points = view.spec(depth)["data"]["values"]
+        xs = np.array([p["x"] for p in points])
+        # the middle 90 % spans a third of the square's side (2) or more: a Gaussian's tails
+        # reach 3 sigma, its middle 90 % 1.6 sigma (the old single fit: 0.0003 at depth 0)
+        assert (np.percentile(xs, 95) - np.percentile(xs, 5)) / 2 > 0.33
+        assert not any(p["pinned"] for p in points)
+    np.testing.assert_allclose(max(np.abs(to_view(small)[0]).max(0)), 0.92)

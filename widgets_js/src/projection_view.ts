@@ -16,7 +16,8 @@ import {
   cameraFrom,
   cameraValues,
   clipTransform,
-  fit,
+  EDGE,
+  frame,
   HOME,
   nearest,
   normalise,
@@ -67,18 +68,23 @@ export const DRAWN = "explorer-projection-depth-drawn";
 export const PLAY_HOLD_MS = 500;
 const LEGEND_MAX = 20;
 
-/** Every depth's layout, in world units (one fit for all depths, so depths compare). */
+/** Every depth's layout in world units, each depth framed on its own (geometry.ts' `frame`): the
+ * bulk of its points fills the view, and far outliers are pinned to the edge (`edge`: 255). */
 export interface Layouts {
   count: number;
   n: number;
   world: Float32Array;
+  /** [depth, N]: 255 where a point is pinned to its depth's frame edge. */
+  edge: Uint8Array;
+  /** Points pinned per depth. */
+  pinned: number[];
 }
 
 export function isPayload(value: unknown): value is ArrayPayload {
   return typeof value === "object" && value !== null && "view" in value && "dtype" in value;
 }
 
-/** The [depth, N, 2] float32 coordinates, checked and fitted into the unit square. */
+/** The [depth, N, 2] float32 coordinates, checked, each depth framed in the unit square. */
 export function decodeLayouts(payload: Payload): Layouts | null {
   if (!isPayload(payload)) return null;
   const array = decode(payload);
@@ -87,12 +93,26 @@ export function decodeLayouts(payload: Payload): Layouts | null {
     throw new Error(`coords must be float32 [depth, N, 2], got ${array.dtype} [${array.shape.join(", ")}]`);
   }
   const xy = array.data as Float32Array;
-  return { count, n, world: normalise(xy, fit(xy)) };
+  const world = new Float32Array(xy.length);
+  const edge = new Uint8Array(count * n);
+  const pinned: number[] = [];
+  for (let d = 0; d < count; d++) {
+    const one = xy.subarray(d * 2 * n, (d + 1) * 2 * n);
+    const flags = edge.subarray(d * n, (d + 1) * n);
+    world.set(normalise(one, frame(one), flags), d * 2 * n);
+    pinned.push(flags.reduce((sum, f) => sum + (f ? 1 : 0), 0));
+  }
+  return { count, n, world, edge, pinned };
 }
 
 export function layoutAt(layouts: Layouts, index: number): Float32Array {
   const size = 2 * layouts.n;
   return layouts.world.subarray(index * size, (index + 1) * size);
+}
+
+/** Which points of depth index `index` are pinned to the frame's edge (255). */
+export function edgeAt(layouts: Layouts, index: number): Uint8Array {
+  return layouts.edge.subarray(index * layouts.n, (index + 1) * layouts.n);
 }
 
 /** Per-point values (category codes or a metric) as float32, or null when absent. */
@@ -171,8 +191,9 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   const reset = button("explorer-pv-reset", "reset view", "reset zoom and pan (or double-click)");
   const clear = button("explorer-pv-clear", "clear", "clear the selection (Esc)");
   const count = h("span", "explorer-pv-count");
+  const note = h("span", "explorer-pv-note");
   const tools = h("div", "explorer-pv-tools");
-  tools.append(lasso, reset, clear, count);
+  tools.append(lasso, reset, clear, count, note);
 
   const plot = h("div", "explorer-pv-plot");
   const glCanvas = h("canvas", "explorer-pv-gl");
@@ -200,6 +221,8 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
 
   let layouts: Layouts | null = null;
   let transition = new Transition(new Float32Array());
+  let edgeFrom: Uint8Array = new Uint8Array(); // points pinned to the frame's edge where the transition starts
+  let edgeTo: Uint8Array = new Uint8Array(); // ... and where it ends
   let shown = -1; // index into depths of the layout drawn (runs ahead of the model while debouncing)
   let camera: Camera = cameraFrom(model.get("camera"));
   let steered = false; // the user moved the camera since it was last sent to the model
@@ -219,6 +242,17 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   let lastMotion = Number.NEGATIVE_INFINITY; // time of the last zoom or pan event
   let motionSinceDraw = false; // a zoom or pan since the last frame (frames may be slower than SETTLE_MS)
   const detail = new DetailBudget();
+
+  // For tests and tools: where every point is drawn now, flat [x0, y0, ...] in CSS pixels of the plot.
+  Object.defineProperty(root, "explorerScreenPositions", {
+    value: (): number[] => {
+      const v = viewport();
+      const xy = transition.positions(performance.now());
+      const out: number[] = [];
+      for (let i = 0; i + 1 < xy.length; i += 2) out.push(...toScreen(camera, v, xy[i], xy[i + 1]));
+      return out;
+    },
+  });
 
   const depths = () => model.get("depths");
   const viewport = (): Viewport => ({ width: plot.clientWidth || 600, height: plot.clientHeight || 400 });
@@ -310,6 +344,16 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     ctx.clearRect(0, 0, v.width, v.height);
     const accent = cssVar(root, "--jp-brand-color1", "#1976d2");
     const ink = cssVar(root, "--jp-ui-font-color0", "#000");
+    if (layouts && shown >= 0 && layouts.pinned[shown] > 0) {
+      // the frame's edge, where this depth's far outliers are drawn (as rings)
+      const [x0, y0] = toScreen(camera, v, -EDGE, EDGE);
+      const [x1, y1] = toScreen(camera, v, EDGE, -EDGE);
+      ctx.setLineDash([2, 4]);
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = cssVar(root, "--jp-ui-font-color3", "#9e9e9e");
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      ctx.setLineDash([]);
+    }
     if (drag?.mode === "lasso" && drag.path.length >= 4) {
       ctx.beginPath();
       ctx.moveTo(drag.path[0], drag.path[1]);
@@ -347,6 +391,14 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     next.disabled = shown >= last;
     root.dataset.depth = shown >= 0 && list.length ? String(list[shown]) : "";
     root.dataset.depthIndex = String(shown);
+    const pinned = layouts && shown >= 0 ? layouts.pinned[shown] : 0;
+    root.dataset.pinned = String(pinned);
+    note.textContent = pinned
+      ? `${pinned.toLocaleString()} point${pinned === 1 ? "" : "s"} beyond the frame: rings on its edge`
+      : "";
+    note.title = pinned
+      ? "The frame fits the bulk of the points at this depth; far outliers are drawn as rings on its edge, in their direction"
+      : "";
   }
 
   /** Draw depth index `index`: points move there over transition_ms (0 or `animate` false: at once). */
@@ -357,8 +409,12 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     const started = performance.now();
     shown = target;
     showLabels();
+    // the flags of the side the points are nearer to now, towards the new depth's
+    edgeFrom = transition.t(started) < 0.5 ? edgeFrom : edgeTo;
+    edgeTo = edgeAt(layouts, target);
     transition.retarget(layoutAt(layouts, target), started, animate ? model.get("transition_ms") : 0);
     renderer?.setPositions(transition.from, transition.to);
+    renderer?.setEdges(edgeFrom, edgeTo);
     requestDraw();
     measureNextPaint(started);
   }
@@ -492,7 +548,9 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     transition = new Transition(layouts ? layoutAt(layouts, index) : new Float32Array());
     if (layouts) {
       shown = Math.min(index, layouts.count - 1);
+      edgeFrom = edgeTo = edgeAt(layouts, shown);
       renderer?.setPositions(transition.from, transition.to);
+      renderer?.setEdges(edgeFrom, edgeTo);
     }
     showLabels();
     recolor();
@@ -540,6 +598,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     const text = model.get("texts")[found];
     tooltip.replaceChildren(h("div", "explorer-pv-tooltip-head", `#${found}${labelName !== undefined ? ` · ${labelName}` : ""}`));
     if (text) tooltip.append(h("div", "explorer-pv-tooltip-text", text));
+    if (edgeTo[found]) tooltip.append(h("div", "explorer-pv-tooltip-note", "beyond the frame: drawn on its edge"));
     tooltip.hidden = false;
     const box = plot.getBoundingClientRect();
     const left = Math.min(event.clientX - box.left + 12, v.width - tooltip.offsetWidth - 4);

@@ -6,6 +6,7 @@ import widget, {
   DEBOUNCE_MS,
   decodeLayouts,
   decodeValues,
+  edgeAt,
   layoutAt,
   pointSize,
   stepIndex,
@@ -17,8 +18,11 @@ import {
   cameraValues,
   HOME,
   MAX_ZOOM,
+  EDGE,
   fit,
+  frame,
   nearest,
+  quantile,
   normalise,
   panBy,
   pointInPolygon,
@@ -43,16 +47,86 @@ function coords(depths: number, n: number) {
 }
 
 describe("buffers", () => {
-  it("decodes [depth, N, 2] and fits every depth into one square", () => {
+  it("decodes [depth, N, 2] and frames every depth on its own", () => {
     const layouts = decodeLayouts(coords(3, 4))!;
     expect(layouts.count).toBe(3);
     expect(layouts.n).toBe(4);
-    const all = layouts.world;
-    expect(Math.max(...all.map(Math.abs))).toBeCloseTo(0.92, 5);
-    // One fit for all depths: the same point moves right by the same amount at each depth.
-    const shift = layoutAt(layouts, 1)[0] - layoutAt(layouts, 0)[0];
-    expect(layoutAt(layouts, 2)[0] - layoutAt(layouts, 1)[0]).toBeCloseTo(shift, 5);
     expect(layoutAt(layouts, 2)).toHaveLength(8);
+    // Each depth fills the square (every point sets the frame: no outliers here), so a depth
+    // that only moved right is drawn where the first one was.
+    for (let d = 0; d < 3; d++) {
+      const xy = layoutAt(layouts, d);
+      expect(Math.max(...xy.map(Math.abs))).toBeCloseTo(0.92, 5);
+      expect(Array.from(xy)).toEqual(Array.from(layoutAt(layouts, 0)));
+    }
+    expect(layouts.pinned).toEqual([0, 0, 0]);
+    expect(Array.from(layouts.edge)).toEqual(new Array(12).fill(0));
+  });
+
+  it("frames a small cloud as large as a big one, and pins far outliers to the edge", () => {
+    // depth 0: 1000 points in [-0.01, 0.01]² plus 3 at 100 (far outliers); depth 1: 1003 points
+    // in [-50, 50]². The old single fit drew depth 0 as a dot at the centre.
+    const n = 1003;
+    const data = new Float32Array(2 * 2 * n);
+    for (let i = 0; i < n; i++) {
+      const u = ((i * 0.618034) % 1) * 2 - 1;
+      const v = ((i * 0.414214) % 1) * 2 - 1;
+      data.set(i < 1000 ? [0.01 * u, 0.01 * v] : [100, 100 - i], 2 * i);
+      data.set([50 * u, 50 * v], 2 * (n + i));
+    }
+    const layouts = decodeLayouts(encode({ data, dtype: "float32", shape: [2, n, 2] }))!;
+    expect(layouts.pinned).toEqual([3, 0]);
+    for (let d = 0; d < 2; d++) {
+      const xy = layoutAt(layouts, d);
+      const edge = edgeAt(layouts, d);
+      const xs = Array.from(xy.filter((_, j) => j % 2 === 0 && !edge[j >> 1])).sort((a, b) => a - b);
+      // the middle 90 % of the points spans most of the square's side (2 world units)
+      const bulk = (xs[Math.floor(0.95 * (xs.length - 1))] - xs[Math.floor(0.05 * (xs.length - 1))]) / 2;
+      expect(bulk).toBeGreaterThan(0.75);
+      expect(Math.max(...xy.map(Math.abs))).toBeLessThanOrEqual(EDGE + 1e-6);
+    }
+    // the outliers sit on the frame's edge, flagged, in their direction (up and right)
+    const xy0 = layoutAt(layouts, 0);
+    const edge0 = edgeAt(layouts, 0);
+    for (let i = 1000; i < n; i++) {
+      expect(edge0[i]).toBe(255);
+      expect(Math.max(Math.abs(xy0[2 * i]), Math.abs(xy0[2 * i + 1]))).toBeCloseTo(EDGE, 5);
+      expect(xy0[2 * i]).toBeGreaterThan(0);
+    }
+    expect(edge0.slice(0, 1000).every((f) => f === 0)).toBe(true);
+  });
+
+  it("frames a grid with one far point as projection_export.py does (same numbers)", () => {
+    const grid = new Float32Array(2 * 101);
+    for (let i = 0; i < 100; i++) grid.set([i % 10, Math.floor(i / 10)], 2 * i);
+    grid.set([1000, 5], 200);
+    const f = frame(grid);
+    expect(f.cx).toBe(4.5);
+    expect(f.cy).toBe(4.5);
+    expect(f.scale).toBeCloseTo(0.92 / 4.5, 12);
+    expect(f.robust).toBe(true);
+    const edge = new Uint8Array(101);
+    const world = normalise(grid, f, edge);
+    expect(edge.reduce((a, b) => a + b, 0)).toBe(255);
+    expect(edge[100]).toBe(255);
+    expect(world[200]).toBeCloseTo(EDGE, 6);
+    expect(world[201]).toBeCloseTo((EDGE * 0.5) / 995.5, 6);
+  });
+
+  it("lets every point set the frame when none is far from the bulk", () => {
+    // a uniform square with a point a little out: not far from the bulk, so nothing is pinned
+    const xy = new Float32Array(2 * 200);
+    for (let i = 0; i < 200; i++) xy.set([i / 199, ((i * 37) % 200) / 199], 2 * i);
+    xy.set([1.2, 0.5], 0);
+    const f = frame(xy);
+    expect(f.robust).toBeUndefined();
+    expect(f).toEqual(fit(xy));
+    const edge = new Uint8Array(200);
+    normalise(xy, f, edge);
+    expect(edge.every((e) => e === 0)).toBe(true);
+    expect(quantile([1, 2, 3, 4, 5], 0.5)).toBe(3);
+    expect(quantile([1, 2, 3, 4, 5], 0.98)).toBe(4);
+    expect(quantile([1, 2, 3, 4, 5], 0.98, true)).toBe(5);
   });
 
   it("reads nothing from an empty payload and rejects a wrong shape", () => {

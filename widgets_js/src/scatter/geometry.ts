@@ -1,15 +1,28 @@
-// From data coordinates to the screen and back: one fit for all depths, zoom and pan, lasso and
-// nearest-point hit tests. Plain arithmetic on typed arrays; nothing here touches the DOM.
+// From data coordinates to the screen and back: each depth framed on its own, zoom and pan, lasso
+// and nearest-point hit tests. Plain arithmetic on typed arrays; nothing here touches the DOM.
 
-/** Centre and scale that put every finite point of every depth inside [-0.92, 0.92]². */
+/** Centre and scale of a depth's frame: world = (xy - centre) * scale; `robust` when the frame
+ * was set by the bulk of the points (far outliers pinned to its edge), not by all of them. */
 export interface Fit {
   cx: number;
   cy: number;
   scale: number;
+  robust?: boolean;
 }
 
+/** Share of the square the points that set the frame fill. */
 export const MARGIN = 0.92;
+/** Quantiles per axis that bound a depth's bulk (96 % of the points on each axis). */
+export const BULK_QUANTILES: [number, number] = [0.02, 0.98];
+/** A point is far when it is further from the bulk's centre than this times the bulk's half
+ * side, on either axis: far points do not set the frame. */
+export const FAR = 2.5;
+/** Points beyond this (world units, either axis) are pinned to the frame's edge, and marked. */
+export const EDGE = 0.97;
+/** The quantiles are read on an evenly strided sample of at most this many points. */
+export const QUANTILE_SAMPLE = 20_000;
 
+/** Centre and scale that put every finite point inside [-MARGIN, MARGIN]² (all points set it). */
 export function fit(xy: Float32Array): Fit {
   let x0 = Infinity;
   let x1 = -Infinity;
@@ -29,12 +42,70 @@ export function fit(xy: Float32Array): Fit {
   return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale: half > 0 ? MARGIN / half : 1 };
 }
 
-/** `xy` in world units ([-1, 1]² at zoom 1), as a new array. */
-export function normalise(xy: Float32Array, f: Fit = fit(xy)): Float32Array {
+/** The value at rank floor(q (m - 1)) of the sorted `values` (q in [0, 1]), or at the rank
+ * rounded up with `upper` (so that a few points never cut both ends unevenly). */
+export function quantile(sorted: ArrayLike<number>, q: number, upper = false): number {
+  const rank = q * (sorted.length - 1);
+  return sorted[upper ? Math.ceil(rank) : Math.floor(rank)];
+}
+
+/**
+ * The frame of one depth, so that the bulk of its points fills the view: the points set it as in
+ * {@link fit}, except the far ones (beyond FAR times the half side of the bulk, the box of the
+ * BULK_QUANTILES per axis, from its centre), which {@link normalise} then pins to the frame's edge.
+ * One scale for both axes; without far points this is {@link fit}. ``projection_export.py``
+ * frames the same way.
+ */
+export function frame(xy: Float32Array): Fit {
+  const n = xy.length >> 1;
+  const stride = Math.max(1, Math.ceil(n / QUANTILE_SAMPLE));
+  const xs: number[] = [];
+  const ys: number[] = [];
+  for (let i = 0; i < n; i += stride) {
+    const x = xy[2 * i];
+    const y = xy[2 * i + 1];
+    if (Number.isFinite(x) && Number.isFinite(y)) {
+      xs.push(x);
+      ys.push(y);
+    }
+  }
+  if (xs.length < 2) return fit(xy);
+  xs.sort((a, b) => a - b);
+  ys.sort((a, b) => a - b);
+  const [lo, hi] = BULK_QUANTILES;
+  const [x0, x1] = [quantile(xs, lo), quantile(xs, hi, true)];
+  const [y0, y1] = [quantile(ys, lo), quantile(ys, hi, true)];
+  const reach = (FAR * Math.max(x1 - x0, y1 - y0)) / 2;
+  if (!(reach > 0)) return fit(xy);
+  const cx = (x0 + x1) / 2;
+  const cy = (y0 + y1) / 2;
+  const near = new Float32Array(xy.length).fill(Number.NaN);
+  let far = 0;
+  for (let i = 0; i + 1 < xy.length; i += 2) {
+    if (Math.max(Math.abs(xy[i] - cx), Math.abs(xy[i + 1] - cy)) > reach) far++;
+    else {
+      near[i] = xy[i];
+      near[i + 1] = xy[i + 1];
+    }
+  }
+  return far ? { ...fit(near), robust: true } : fit(xy);
+}
+
+/** `xy` in world units ([-1, 1]² at zoom 1), as a new array; with `edge`, a point beyond EDGE is
+ * pinned to the frame's edge (along the ray from the centre) and flagged 255 in `edge`. */
+export function normalise(xy: Float32Array, f: Fit = fit(xy), edge?: Uint8Array): Float32Array {
   const out = new Float32Array(xy.length);
   for (let i = 0; i + 1 < xy.length; i += 2) {
-    out[i] = (xy[i] - f.cx) * f.scale;
-    out[i + 1] = (xy[i + 1] - f.cy) * f.scale;
+    let x = (xy[i] - f.cx) * f.scale;
+    let y = (xy[i + 1] - f.cy) * f.scale;
+    const reach = Math.max(Math.abs(x), Math.abs(y));
+    if (edge && reach > EDGE) {
+      x *= EDGE / reach;
+      y *= EDGE / reach;
+      edge[i >> 1] = 255;
+    }
+    out[i] = x;
+    out[i + 1] = y;
   }
   return out;
 }

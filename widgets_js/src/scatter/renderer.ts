@@ -9,6 +9,7 @@ in vec2 a_from;
 in vec2 a_to;
 in vec4 a_color;
 in float a_selected;
+in vec2 a_edge;            // 1 where the point is pinned to the frame's edge: from, to
 uniform float u_t;
 uniform vec2 u_scale;
 uniform vec2 u_offset;
@@ -17,6 +18,7 @@ uniform float u_pass;      // 0: unselected points, 1: selected ones
 uniform float u_dim;       // 1 when a selection exists
 uniform vec3 u_background;
 out vec4 v_color;
+out float v_edge;
 void main() {
   bool selected = a_selected > 0.5;
   if (u_dim > 0.5 && selected != (u_pass > 0.5)) {
@@ -26,7 +28,8 @@ void main() {
   }
   vec2 p = mix(a_from, a_to, u_t);
   gl_Position = vec4(p * u_scale + u_offset, 0.0, 1.0);
-  gl_PointSize = u_size * (u_dim > 0.5 && selected ? 1.5 : 1.0);
+  v_edge = mix(a_edge.x, a_edge.y, u_t);
+  gl_PointSize = u_size * (u_dim > 0.5 && selected ? 1.5 : 1.0) * (v_edge > 0.5 ? 1.6 : 1.0);
   v_color = a_color;
   if (u_dim > 0.5 && !selected) v_color = vec4(mix(a_color.rgb, u_background, 0.7), a_color.a * 0.5);
 }`;
@@ -34,12 +37,14 @@ void main() {
 const FRAGMENT = `#version 300 es
 precision mediump float;
 in vec4 v_color;
+in float v_edge;
 out vec4 color;
 void main() {
   vec2 c = gl_PointCoord * 2.0 - 1.0;
   float r = dot(c, c);
   if (r > 1.0) discard;
-  float a = v_color.a * (1.0 - smoothstep(0.7, 1.0, r));
+  if (v_edge > 0.5 && r < 0.3) discard;  // a point pinned to the frame's edge is a ring
+  float a = (v_edge > 0.5 ? 1.0 : v_color.a) * (1.0 - smoothstep(0.7, 1.0, r));
   color = vec4(v_color.rgb * a, a);  // premultiplied
 }`;
 
@@ -69,7 +74,7 @@ export class PointRenderer {
   readonly gl: WebGL2RenderingContext;
   private program: WebGLProgram;
   private vao: WebGLVertexArrayObject;
-  private buffers: Record<"from" | "to" | "color" | "selected", WebGLBuffer>;
+  private buffers: Record<"from" | "to" | "color" | "selected" | "edge", WebGLBuffer>;
   private uniforms: Record<string, WebGLUniformLocation | null> = {};
   private count = 0;
   private order: WebGLBuffer | null = null; // shuffled indices, for views that may be thinned
@@ -106,6 +111,7 @@ export class PointRenderer {
       to: attribute("a_to", 2, gl.FLOAT, false),
       color: attribute("a_color", 4, gl.UNSIGNED_BYTE, true),
       selected: attribute("a_selected", 1, gl.UNSIGNED_BYTE, true),
+      edge: attribute("a_edge", 2, gl.UNSIGNED_BYTE, true),
     };
     gl.bindVertexArray(null);
   }
@@ -134,6 +140,16 @@ export class PointRenderer {
 
   setColors(rgba: Uint8Array): void {
     this.upload("color", rgba);
+  }
+
+  /** Per point, 255 where it is pinned to the frame's edge in the layout it comes from / goes to. */
+  setEdges(from: Uint8Array, to: Uint8Array): void {
+    const pairs = new Uint8Array(2 * to.length);
+    for (let i = 0; i < to.length; i++) {
+      pairs[2 * i] = from[i] ?? 0;
+      pairs[2 * i + 1] = to[i];
+    }
+    this.upload("edge", pairs);
   }
 
   /** One byte per point: 255 selected, 0 not. */
