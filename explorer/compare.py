@@ -150,6 +150,31 @@ class Comparison:
             raise KeyError(f"k={k} was not in the sweep for {address}: {lc.ks}")
         return lc.angles[side][k]
 
+    def principal_cosines(
+        self, address: str, k: int, b: int | str | None = None, side: str = "left"
+    ) -> np.ndarray:
+        """Cosines of the principal angles between the top-``k`` subspaces of A and B (descending)
+        for one layer, at any ``k`` up to the kept block of ``U_A^T U_B`` (``KEEP_BLOCK``), not only
+        those of the sweep.
+
+        At a ``k`` of the sweep they are ``cos`` of :meth:`angles`. Elsewhere they are the
+        singular values of the ``k x k`` top-left block of ``U_A^T U_B`` (both bases orthonormal:
+        Björck & Golub 1973), clipped to [0, 1]; accurate to rounding in the cosine, which leaves
+        angles below ~1e-8 rad unresolved (:meth:`angles` resolves them at the sweep's ``k``).
+        """
+        lc = self.layer(address, b)
+        k = int(k)
+        if k in lc.angles.get(side, {}):
+            return np.cos(lc.angles[side][k])
+        cross = lc.cross.get(side)
+        if cross is None or not 1 <= k <= min(cross.shape):
+            size = 0 if cross is None else min(cross.shape)
+            raise KeyError(
+                f"k={k} is neither in the sweep for {address} ({lc.ks}) nor within the "
+                f"{size} x {size} block of U_A^T U_B kept by compare"
+            )
+        return np.clip(np.linalg.svd(cross[:k, :k], compute_uv=False), 0.0, 1.0)
+
     def intruders(
         self, k: int | None = None, epsilon: float | None = None, side: str = "left"
     ) -> pd.DataFrame:
@@ -287,7 +312,8 @@ def compare(
     layers : address, list of addresses, or predicate, optional
         Restrict to some of the matched layers.
     ks : sequence of int, optional
-        Subspace sizes of the sweep (default ``1, 2, 4, ...`` up to each matrix's rank).
+        Subspace sizes of the sweep (default ``1, 2, 4, ...`` up to each matrix's rank, and
+        ``intruder_k``: the overlap is then known at the k the intruder test starts from).
     intruder_k, epsilon : int, float
         Defaults of :meth:`Comparison.intruders` (10 and 0.5, as in Shuttleworth et al.). The
         cosines of B's top ``max(intruder_k, 32)`` vectors are kept.
@@ -326,7 +352,7 @@ def compare(
         for addr in pairings[names[0]].matched
         if addr in wanted and all(addr in p.matched for p in pairings.values())
     ]
-    opts = dict(ks=ks, keep=max(intruder_k, 32), method=method, seed=seed)
+    opts = dict(ks=ks, keep=max(intruder_k, 32), method=method, seed=seed, also_k=intruder_k)
     result = {n: {} for n in names}
     task = {}
     for i, addr in enumerate(common):
@@ -415,10 +441,14 @@ def _shared_coordinates(qa: torch.Tensor, qb: torch.Tensor) -> tuple[torch.Tenso
     return r[:, :k], r[:, k:]
 
 
-def _compare_layer(lc: LayerComparison, wa, wb, *, ks, keep, method, seed) -> None:
-    """Fill ``lc`` for one pair of matrices (see :class:`LayerComparison`)."""
+def _compare_layer(lc: LayerComparison, wa, wb, *, ks, keep, method, seed, also_k) -> None:
+    """Fill ``lc`` for one pair of matrices (see :class:`LayerComparison`); without ``ks`` the
+    sweep is :func:`default_ks` and ``also_k`` (up to the rank)."""
     r = min(wa.shape)
-    lc.ks = sorted({min(int(k), r) for k in ks if int(k) > 0}) if ks else default_ks(r)
+    if ks:
+        lc.ks = sorted({min(int(k), r) for k in ks if int(k) > 0})
+    else:
+        lc.ks = sorted(set(default_ks(r)) | ({min(int(also_k), r)} if also_k > 0 else set()))
     kmax = max(lc.ks + [min(keep, r)])
     ua, _, vha = torch.linalg.svd(wa, full_matrices=False)  # all of A's vectors (intruders)
     ub, _, vhb = singular_vectors(wb, kmax, method=method, seed=seed)

@@ -19,6 +19,7 @@ import traitlets
 from explorer.widgets.charts import (
     ACCENT,
     CONFIG,
+    FG1,
     FG2,
     SEQUENTIAL,
     WARN,
@@ -68,6 +69,12 @@ def overlap_heatmap(frame: pd.DataFrame, depth: alt.Parameter, roles: list[str],
     )
 
 
+CURVE_SUBTITLE = [
+    "solid: max |cos| of B's vector j with all of A's (below epsilon: an intruder, orange diamond)",
+    "dotted: cos of the principal angles between A's and B's top-k subspaces",
+]
+
+
 def curve_chart(roles: list[str]):
     data = alt.NamedData(name="curve")
     colour = alt.Color("role:N", title=None, sort=roles, legend=alt.Legend(orient="right"))
@@ -78,34 +85,43 @@ def curve_chart(roles: list[str]):
             axis=alt.Axis(tickMinStep=1, format="d"),
         ),
         y=alt.Y("cos:Q", title="cosine", scale=alt.Scale(domain=[0, 1])),
-        color=colour,
     )
     test = base.transform_filter(alt.datum.kind == "max_cos")
-    line = test.mark_line(strokeWidth=1.5)
-    points = test.mark_point(filled=True, size=40).encode(
-        shape=alt.Shape(
-            "intruder:N",
-            title=None,
-            scale=alt.Scale(domain=["intruder", "aligned"], range=["diamond", "circle"]),
-        ),
-        tooltip=["address:N", "j:Q", alt.Tooltip("cos:Q", format=".3f"), "intruder:N"],
+    tooltip = ["address:N", "j:Q", alt.Tooltip("cos:Q", format=".3f"), "intruder:N"]
+    line = test.mark_line(strokeWidth=1.5).encode(color=colour)
+    aligned = (
+        test.transform_filter(alt.datum.intruder == "aligned")
+        .mark_circle(size=36, opacity=1)
+        .encode(color=colour, tooltip=tooltip)
     )
-    angles = base.transform_filter(alt.datum.kind == "principal").mark_line(
-        strokeDash=[2, 2], strokeWidth=1
+    intruders = (
+        test.transform_filter(alt.datum.intruder == "intruder")
+        .mark_point(shape="diamond", filled=True, size=140, opacity=1, stroke=FG1, strokeWidth=1)
+        .encode(
+            fill=alt.Fill(
+                "intruder:N",
+                title=None,
+                scale=alt.Scale(domain=["intruder"], range=[WARN]),
+                legend=alt.Legend(orient="right", symbolType="diamond", symbolSize=120),
+            ),
+            tooltip=tooltip,
+        )
+    )
+    angles = (
+        base.transform_filter(alt.datum.kind == "principal")
+        .mark_line(strokeDash=[2, 2], strokeWidth=1.2)
+        .encode(color=colour)
     )
     eps = (
         alt.Chart(alt.NamedData(name="epsilon"))
         .mark_rule(color=WARN, strokeDash=[5, 3], strokeWidth=1.5)
         .encode(y="epsilon:Q")
     )
-    return alt.layer(eps, angles, line, points).properties(
+    return alt.layer(eps, angles, line, aligned, intruders).properties(
         width=420,
         height=170,
         title=alt.Title(
-            "intruder test at the depth cursor",
-            subtitle="solid: max |cos| of B's vector j with all of A's (below epsilon: intruder); "
-            "dotted: cos of the principal angles",
-            subtitleColor=FG2,
+            "intruder test at the depth cursor", subtitle=CURVE_SUBTITLE, subtitleColor=FG2
         ),
     )
 
@@ -246,21 +262,27 @@ class SubspaceView(ChartView):
                     }
                 )
             )
-            sweep = [s for s in lc.ks if s <= self.k]
-            if sweep:
-                theta = self._cmp.angles(lc.address, max(sweep), self.b, self._side)
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "address": lc.address,
-                            "role": lc.role,
-                            "kind": "principal",
-                            "j": np.arange(1, len(theta) + 1),
-                            "cos": np.cos(theta),
-                            "intruder": "",
-                        }
-                    )
+            try:  # at k itself (up to the kept block of U_A^T U_B), else the sweep's k below it
+                principal = self._cmp.principal_cosines(lc.address, self.k, self.b, self._side)
+            except KeyError:
+                sweep = [s for s in lc.ks if s <= self.k]
+                principal = (
+                    self._cmp.principal_cosines(lc.address, max(sweep), self.b, self._side)
+                    if sweep
+                    else np.zeros(0)
                 )
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "address": lc.address,
+                        "role": lc.role,
+                        "kind": "principal",
+                        "j": np.arange(1, len(principal) + 1),
+                        "cos": principal,
+                        "intruder": "",
+                    }
+                )
+            )
         columns = ["address", "role", "kind", "j", "cos", "intruder"]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
@@ -279,6 +301,8 @@ class SubspaceView(ChartView):
         )
 
     def _table_html(self) -> str:
+        cell = "padding: 3px 14px 3px 0; white-space: nowrap; text-align: {}"
+        left, right = cell.format("left"), cell.format("right")
         rows = []
         for r in self._intruders.itertuples(index=False):
             here = int(r.depth) == self.depth
@@ -287,17 +311,26 @@ class SubspaceView(ChartView):
             colour = "var(--jp-warn-color1)" if n else "var(--jp-ui-font-color2)"
             idx = ", ".join(str(int(i) + 1) for i in r.intruders)
             rows.append(
-                f"<tr{style}><td>{html.escape(r.address)}</td><td style='color:{colour}'>{n}</td>"
-                f"<td>{idx}</td><td>{r.min_max_cos:.3f}</td></tr>"
+                f"<tr{style}><td style='{left}'>{html.escape(r.address)}</td>"
+                f"<td style='{right}; color: {colour}'>{n}</td><td style='{left}'>{idx}</td>"
+                f"<td style='{right}'>{r.min_max_cos:.3f}</td></tr>"
             )
-        head = "<tr><th>address</th><th>intruders</th><th>which j</th><th>min max|cos|</th></tr>"
+        head = "".join(
+            f"<th style='{align}; border-bottom: 1px solid var(--jp-border-color1)'>{name}</th>"
+            for name, align in (
+                ("address", left),
+                ("intruders", right),
+                ("which j", left),
+                ("min max |cos|", right),
+            )
+        )
         return (
             "<div style='max-height: 260px; overflow: auto; color: var(--jp-ui-font-color1);"
             " font-size: var(--jp-ui-font-size1)'>"
             f"<div>intruder dimensions of {html.escape(self.b)} vs {html.escape(self._cmp.a)} at "
             f"k = {self.k}, epsilon = {self.epsilon:.2f}</div>"
-            "<table class='explorer-intruders' style='border-collapse: collapse'>"
-            f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div>"
+            "<table class='explorer-intruders' style='border-collapse: collapse; line-height: 1.4'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         )
 
     def _build(self):

@@ -35,6 +35,12 @@ LABEL_COLOUR = """root => {
 }"""
 
 
+def warn_rgb(hex_colour: str) -> str:
+    """``#rrggbb`` as getComputedStyle writes it."""
+    r, g, b = (int(hex_colour.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgb({r}, {g}, {b})"
+
+
 def open_notebook(page, lab, name):
     page.goto(lab.notebook_url(name))
     page.wait_for_function(KERNEL_READY, timeout=60_000)
@@ -166,7 +172,20 @@ OTHERS = [
     "sim",
     "dim",
     'print("depths =", sub.depth, sub.k, sim.depth, sim.depth_b, dim.depth)',
+    "sub.depth = 1",
 ]
+
+# The intruder test's marks: per symbol its datum's intruder flag and its fill; the dashed
+# (principal angles) and solid (max |cos|) lines' right ends.
+CURVE = """root => {
+  const symbols = [...root.querySelectorAll("g.mark-symbol path")]
+    .map(el => ({intruder: el.__data__?.datum?.intruder, fill: getComputedStyle(el).fill}))
+    .filter(m => m.intruder);
+  const lines = [...root.querySelectorAll("g.mark-line path")].map(el => ({
+    dashed: !!el.getAttribute("stroke-dasharray"), right: el.getBoundingClientRect().right}));
+  return {symbols, lines};
+}"""
+WARN = "() => getComputedStyle(document.body).getPropertyValue('--jp-warn-color1').trim()"
 
 
 def test_subspace_similarity_dimension_views(page, lab, other_pickles, outside_requests, artifacts):
@@ -202,6 +221,39 @@ def test_subspace_similarity_dimension_views(page, lab, other_pickles, outside_r
     python_says(page, 4, "depths = 3 6 2 4 1")
     click_mark(page, dims, "symbol", {"depth": 4})
     python_says(page, 4, "depths = 3 6 2 4 4")
+
+    # The subspace view at depth 1, k = 6: every heatmap row is filled (k = 10 was empty for
+    # mlp.up), intruders are orange diamonds, the dotted line reaches j = k, the table breathes.
+    page.evaluate(RUN_CELL, 5)
+    python_says(page, 4, "depths = 1 6 2 4 4")
+    page.wait_for_function(
+        """el => {
+          const at = [...el.querySelectorAll("g.mark-symbol path")]
+            .map(p => p.__data__?.datum?.address).filter(Boolean);
+          return at.length > 0 && at.every(a => a === "blocks.1.mlp.up");
+        }""",
+        arg=curve.element_handle(),
+        timeout=30_000,
+    )
+    cells = heat.evaluate(MARKS, "rect")
+    at10 = {c["datum"]["address"] for c in cells if c["datum"] and c["datum"].get("k") == 10}
+    assert at10 == {f"blocks.{d}.mlp.up" for d in (1, 2, 3)} | {"blocks.4.head"}, at10
+    drawn = curve.evaluate(CURVE)
+    intruders = [m for m in drawn["symbols"] if m["intruder"] == "intruder"]
+    aligned = [m for m in drawn["symbols"] if m["intruder"] == "aligned"]
+    assert len(intruders) == 2 and len(aligned) == 4, drawn  # j = 2, 3 of 6 at epsilon 0.5
+    warn = page.evaluate(WARN)
+    assert all(m["fill"] == warn_rgb(warn) for m in intruders), (warn, intruders)
+    assert all(m["fill"] != warn_rgb(warn) for m in aligned)
+    dashed = max(line["right"] for line in drawn["lines"] if line["dashed"])
+    solid = max(line["right"] for line in drawn["lines"] if not line["dashed"])
+    assert abs(dashed - solid) < 3, "the dotted line stops before j = k"
+    padding = (
+        sub_widget.locator("table.explorer-intruders th")
+        .nth(2)
+        .evaluate("el => parseFloat(getComputedStyle(el).paddingRight)")
+    )
+    assert padding >= 10, "the table's columns run into each other"
 
     names = {"subspace": sub_widget, "similarity": cka, "dimension": dims}
     for name, locator in names.items():

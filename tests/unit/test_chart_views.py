@@ -243,6 +243,31 @@ def test_subspace_view_sliders_recompute(comparison):
         view.k = view.k_max + 1
 
 
+def test_subspace_view_has_every_row_of_k_and_draws_the_principal_angles_up_to_k(comparison):
+    from explorer.widgets.subspace_view import SubspaceView
+
+    view = SubspaceView(comparison, b="lora", depth=1)
+    # the sweep holds the intruder test's k (10): its heatmap row is filled for every matrix
+    # (mlp.up's sweep was 1, 2, 4, 8, 16, ...: an empty row at k = 10)
+    at10 = view.data[view.data.k == 10]
+    assert set(at10.address) == set(view.data.address) and at10.overlap_left.notna().all()
+    view.k = 6  # not in the sweep: the dotted line still reaches j = 6 (it was cut at j = 4)
+    curve = view.curve_data
+    dotted = curve[curve.kind == "principal"]
+    assert dotted.j.tolist() == list(range(1, 7))
+    np.testing.assert_allclose(
+        dotted.cos, comparison.principal_cosines("blocks.1.mlp.up", 6, "lora")
+    )
+    # intruders are orange diamonds, with a legend entry of their own
+    layers = view.spec("curve")["layer"]
+    diamonds = [la for la in layers if la["mark"].get("shape") == "diamond"]
+    assert len(diamonds) == 1
+    assert diamonds[0]["encoding"]["fill"]["scale"]["domain"] == ["intruder"]
+    _ = view.widget
+    table = view._table.value
+    assert "<th style='padding: 3px 14px 3px 0" in table and ">which j</th>" in table
+
+
 def test_subspace_sliders_are_fast(comparison):
     from explorer.widgets.subspace_view import SubspaceView
 

@@ -255,7 +255,8 @@ def test_compare_identical_checkpoints_has_zero_angles_and_no_intruders():
     wa = u @ np.diag(s) @ v.T
     cmp = ex.compare(_state(wa), _state(wa))
     df = cmp.frame()
-    assert df.k.tolist() == default_ks(12)
+    assert df.k.tolist() == [1, 2, 4, 8, 10, 12]  # default_ks(12) and intruder_k
+    assert default_ks(12) == [1, 2, 4, 8, 12]
     np.testing.assert_allclose(df.angle_max_left, 0, atol=1e-5)
     np.testing.assert_allclose(df.overlap_right, 1, atol=1e-10)
     assert (df.n_intruders == 0).all()
@@ -292,3 +293,20 @@ def test_compare_reports_nan_layers_and_goes_on():
     status = cmp.frame().groupby("address").status.first()
     assert status.tolist() == ["skipped: NaN/Inf values in b", "ok"]
     assert cmp.intruders().n_intruders.isna().tolist() == [True, False]
+
+
+def test_principal_cosines_at_any_k_match_scipy():
+    """Between the sweep's k (here 1, 2, 4) the cosines come from the kept U_A^T U_B block."""
+    rng = np.random.default_rng(3)
+    wa = rng.standard_normal((24, 12))
+    wb = wa + 0.8 * rng.standard_normal((24, 12))
+    cmp = ex.compare(_state(wa), _state(wb), ks=[1, 2, 4])
+    address = cmp.frame().address.iloc[0]
+    ua, ub = (np.linalg.svd(_state(w)["0.weight"].double().numpy())[0] for w in (wa, wb))
+    for k in (1, 3, 4, 7, 12):
+        want = np.cos(np.sort(sl.subspace_angles(ua[:, :k], ub[:, :k])))
+        got = cmp.principal_cosines(address, k)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(cmp.principal_cosines(address, 4), np.cos(cmp.angles(address, 4)))
+    with pytest.raises(KeyError, match="k=13"):
+        cmp.principal_cosines(address, 13)
