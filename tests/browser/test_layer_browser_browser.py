@@ -28,7 +28,28 @@ model = torch.nn.Sequential(
 )
 w = LayerBrowser(load(model), title="three linear layers")
 w"""
-CELLS = [SETUP, 'print("depth =", w.depth)', "w.set_depth(3);"]
+CELLS = [
+    SETUP,
+    'print("depth =", w.depth)',
+    "w.set_depth(3);",
+    # thirty layers: the table scrolls under its sticky header
+    "deep = LayerBrowser(load(torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(30)])))\n"
+    "deep.set_depth(17)",
+]
+
+# What is painted at the middle of each header cell (the header, or a row scrolled under it), and
+# where the header and the first current row are.
+HEADER = """root => {
+  const wrap = root.querySelector(".explorer-lb-table-wrap");
+  const head = root.querySelector("thead").getBoundingClientRect();
+  const row = root.querySelector("tbody tr.is-current").getBoundingClientRect();
+  const hits = [...root.querySelectorAll("th")].map(th => {
+    const box = th.getBoundingClientRect();
+    return document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2)?.tagName;
+  });
+  return {hits, headBottom: head.bottom, rowTop: row.top, rowBottom: row.bottom,
+          wrapBottom: wrap.getBoundingClientRect().bottom, scrolled: wrap.scrollTop};
+}"""
 
 # What the bar chart drew: how many pixels are painted, the colour most of them have (the bars'),
 # and the depth slots holding more than a tick label's worth of blue-dominant (accent) pixels.
@@ -103,5 +124,25 @@ def test_layer_browser_in_jupyterlab(page, lab, outside_requests, artifacts):
     assert dark["commonest"] != light["commonest"], "the bars kept their light-theme colour"
     page.screenshot(path=artifacts / "layer_browser_dark.png")
     widget.screenshot(path=artifacts / "layer_browser_dark_widget.png")
+
+    # A long table scrolled to depth 17: the sticky header is painted over the rows under it
+    # (they painted over it), and the current row sits fully below it.
+    page.evaluate(RUN_CELL, 3)
+    deep = page.locator(".explorer-lb").nth(1)
+    expect(deep.locator(".explorer-lb-depth")).to_have_text("depth 17 / 30", timeout=30_000)
+    for theme, is_light in (("JupyterLab Dark", "false"), ("JupyterLab Light", "true")):
+        set_theme(page, theme, is_light)
+        deep.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        layout = deep.evaluate(HEADER)
+        assert layout["scrolled"] > 100, layout
+        assert layout["hits"] == ["TH"] * 5, f"a row is painted over the header: {layout}"
+        assert layout["headBottom"] - 1 <= layout["rowTop"] < layout["rowBottom"], layout
+        assert layout["rowBottom"] <= layout["wrapBottom"], layout
+        deep.screenshot(path=artifacts / f"layer_browser_scrolled_{is_light}.png")
+    # back in the light theme, the bars are drawn in its colours again (they kept the dark ones,
+    # read while the theme's CSS was still loading)
+    page.wait_for_timeout(1600)
+    assert deep.locator("canvas").evaluate(BARS)["commonest"] == light["commonest"]
 
     assert outside_requests == []

@@ -1,6 +1,7 @@
 // The layer table with a depth slider: one row per weight matrix, the rows at the current depth
 // highlighted, and a bar chart of parameters per depth. Draws only; all state is in the traits.
 import type { RenderProps } from "@anywidget/types";
+import { onThemeChange } from "./theme";
 import "./layer_browser.css";
 
 export interface LayerRow {
@@ -150,14 +151,15 @@ export function render({ model, el }: Pick<RenderProps<LayerBrowserModel>, "mode
     slider.value = String(depth);
     depthLabel.textContent = `depth ${depth} / ${nDepths() - 1}`;
     summary.textContent = model.get("depth_labels")[depth] ?? "";
-    let first: HTMLTableRowElement | undefined;
-    for (const row of tbody.rows) {
-      const current = Number(row.dataset.depth) === depth;
-      row.classList.toggle("is-current", current);
-      if (current) first ??= row;
-    }
-    if (first) scrollIntoWrap(first);
+    for (const row of tbody.rows) row.classList.toggle("is-current", Number(row.dataset.depth) === depth);
+    placeCurrent();
     redraw();
+  }
+
+  /** Scroll the table so that the first row of the depth shown is in view (once laid out). */
+  function placeCurrent(): void {
+    const first = tbody.querySelector<HTMLTableRowElement>("tr.is-current");
+    if (first && tableWrap.clientHeight) scrollIntoWrap(first);
   }
 
   function scrollIntoWrap(row: HTMLTableRowElement): void {
@@ -224,10 +226,17 @@ export function render({ model, el }: Pick<RenderProps<LayerBrowserModel>, "mode
   tbody.addEventListener("click", onRowClick);
   canvas.addEventListener("click", onBarClick);
   // Redraw when the cell is resized or JupyterLab switches between light and dark themes.
-  const resize = typeof ResizeObserver === "undefined" ? undefined : new ResizeObserver(redraw);
+  // (and place the current row once the table is laid out: a view shown at a deep depth)
+  const resize =
+    typeof ResizeObserver === "undefined"
+      ? undefined
+      : new ResizeObserver((entries) => {
+          redraw();
+          if (entries.some((entry) => entry.target === tableWrap)) placeCurrent();
+        });
   resize?.observe(canvas);
-  const theme = new MutationObserver(redraw);
-  theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name"] });
+  resize?.observe(tableWrap);
+  const stopTheme = onThemeChange(redraw);
   rebuild();
 
   return () => {
@@ -235,7 +244,7 @@ export function render({ model, el }: Pick<RenderProps<LayerBrowserModel>, "mode
     model.off("change:depth", onDepth);
     for (const name of structural) model.off(name, rebuild);
     resize?.disconnect();
-    theme.disconnect();
+    stopTheme();
     root.remove();
   };
 }

@@ -33,6 +33,7 @@ import {
 import { DetailBudget, SETTLE_MS } from "./scatter/detail";
 import { PointRenderer } from "./scatter/renderer";
 import { Transition } from "./scatter/transition";
+import { onThemeChange } from "./theme";
 import "./projection_view.css";
 
 type Payload = ArrayPayload | Record<string, never>;
@@ -743,8 +744,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
   for (const name of coloring) model.on(name, recolor);
   const resize = typeof ResizeObserver === "undefined" ? undefined : new ResizeObserver(requestDraw);
   resize?.observe(plot);
-  const theme = new MutationObserver(recolor);
-  theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name"] });
+  const stopTheme = onThemeChange(recolor);
   rebuild();
 
   return () => {
@@ -761,7 +761,7 @@ export function render({ model, el }: Pick<RenderProps<ProjectionViewModel>, "mo
     for (const name of coloring) model.off(name, recolor);
     for (const [target, type, fn] of listeners) target.removeEventListener(type, fn);
     resize?.disconnect();
-    theme.disconnect();
+    stopTheme();
     renderer?.dispose();
     root.remove();
   };
