@@ -542,6 +542,8 @@ class Explorer(traitlets.HasTraits):
         target = nearest(depth, view.depths)
         if view.depth != target:
             view.depth = target
+        if hasattr(view, "cursor_depth"):  # says when it shows another depth than the cursor's
+            view.cursor_depth = depth
         if hasattr(view, "depth_b"):  # the CKA heatmap: the same depth of both checkpoints
             b = nearest(depth, view._depths_b)
             if view.depth_b != b:
@@ -699,7 +701,9 @@ class Explorer(traitlets.HasTraits):
             rows = [header, self._scrubber.summary, self.job_bar.widget]
 
             def slot(name: str):
-                box = w.Box(layout=w.Layout(width="100%", min_height="60px"))
+                # a column: the view in it stretches to the slot's width (in a row it shrank to
+                # its content, and the two projections left a third of the width between them)
+                box = w.VBox(layout=w.Layout(width="100%", min_height="60px"))
                 box.add_class(f"explorer-slot-{name}")
                 self._slots[name] = box
                 return box

@@ -13,6 +13,7 @@ from typing import Any
 import altair as alt
 import numpy as np
 import pandas as pd
+import traitlets
 
 from explorer.widgets.charts import (
     ACCENT,
@@ -141,10 +142,21 @@ def overview_chart(frame: pd.DataFrame, metric: str, depth: alt.Parameter, roles
     )
 
 
+#: a tick label on a log axis only at powers of ten (with 2, 3, ... 9 labelled too, "1e-1" and
+#: "2e-1" ran into each other); the nice domain starts and ends at one, so there are always two
+POWERS_OF_TEN = (
+    "abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6 ? datum.label : ''"
+)
+
+
+def log_axis(**kwargs) -> alt.Axis:
+    return alt.Axis(format="~e", labelExpr=POWERS_OF_TEN, labelOverlap="greedy", **kwargs)
+
+
 def esd_chart(frame: pd.DataFrame, depth: alt.Parameter, order: list[str]):
     base = alt.Chart()
-    x_log = alt.Scale(type="log")
-    x_axis = alt.Axis(format="~e", tickCount=5, grid=False, labelOverlap="greedy")
+    x_log = alt.Scale(type="log", nice=True)
+    x_axis = log_axis(grid=False)
     bars = (
         base.transform_filter(alt.datum.kind == "esd")
         .mark_rect(color=ACCENT, opacity=0.55)
@@ -152,10 +164,7 @@ def esd_chart(frame: pd.DataFrame, depth: alt.Parameter, order: list[str]):
             x=alt.X("x:Q", scale=x_log, title="eigenvalue of W^T W", axis=x_axis),
             x2="x2:Q",
             y=alt.Y(
-                "y:Q",
-                scale=alt.Scale(type="log"),
-                title="density",
-                axis=alt.Axis(format="~e", tickCount=4),
+                "y:Q", scale=alt.Scale(type="log", nice=True), title="density", axis=log_axis()
             ),
             y2="y2:Q",
         )
@@ -219,7 +228,12 @@ class SpectrumView(ChartView):
     ----------
     data : DataFrame
         The ESD chart's tidy rows (:func:`esd_frame`); ``overview_data`` the overview's.
+    cursor_depth : int or None
+        Where a shared cursor is when that depth has no weight matrices (the dashboard's hidden
+        states at depth 0 of an MLP): the view shows the nearest ``depth`` and says so.
     """
+
+    cursor_depth = traitlets.Int(None, allow_none=True)
 
     def __init__(
         self,
@@ -321,9 +335,26 @@ class SpectrumView(ChartView):
         if spec is not None:
             spec = dict(spec, title=dict(spec["title"], subtitle=self._subtitle(self.depth)))
             esd.show_spec(spec, {"depth": self.depth})
+        self._show_note()
+
+    def _show_note(self) -> None:
         self._label.value = (
-            f"<span style='color: var(--jp-ui-font-color2)'>depth {self.depth}</span>"
+            f"<span class='explorer-spectra-depth' style='color: var(--jp-ui-font-color2)'>"
+            f"{self.depth_note()}</span>"
         )
+
+    def depth_note(self) -> str:
+        """What the label next to the metric says: the depth shown, and the cursor's when that
+        one has no weight matrices."""
+        cursor = self.cursor_depth
+        if cursor is None or cursor == self.depth:
+            return f"depth {self.depth}"
+        return f"depth {self.depth} (the cursor's depth {cursor} has no weight matrices)"
+
+    @traitlets.observe("cursor_depth")
+    def _cursor_moved(self, change):
+        if self._widget is not None:
+            self._show_note()
 
     def spec(self, chart: str = "both") -> dict:
         """The Vega-Lite spec (``"overview"``, ``"esd"``, or ``"both"`` stacked)."""

@@ -8,6 +8,7 @@ Run with ``-s`` to see the time to the first picture (also kept in test-artifact
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -45,6 +46,33 @@ CURSOR = """root => {
 }"""
 SUBSETS = """root => [...new Set([...root.querySelectorAll("g.mark-symbol path")]
   .map(el => el.__data__?.datum?.subset).filter(Boolean))].sort()"""
+# the visible tick labels of every axis of a chart, with their boxes
+AXIS_LABELS = """root => [...root.querySelectorAll("g.role-axis")].map(axis =>
+  [...axis.querySelectorAll("g.role-axis-label text")]
+    .filter(t => t.textContent && t.getAttribute("opacity") !== "0")
+    .map(t => { const b = t.getBoundingClientRect();
+                return {text: t.textContent, x0: b.left, x1: b.right, y0: b.top, y1: b.bottom}; }))"""
+# background colours of the layout toggle's buttons, the active one first
+TOGGLE = """root => [...root.querySelectorAll(".explorer-layouts button")]
+  .sort((a, b) => b.classList.contains("mod-active") - a.classList.contains("mod-active"))
+  .map(b => getComputedStyle(b).backgroundColor.match(/\\d+/g).slice(0, 3).map(Number))"""
+
+
+def overlapping(labels: list[dict], gap: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of tick labels of one axis whose boxes touch or overlap."""
+    return [
+        (a["text"], b["text"])
+        for i, a in enumerate(labels)
+        for b in labels[i + 1 :]
+        if a["x0"] < b["x1"] + gap and b["x0"] < a["x1"] + gap
+        and a["y0"] < b["y1"] + gap and b["y0"] < a["y1"] + gap
+    ]  # fmt: skip
+
+
+def toggle_contrast(dashboard) -> float:
+    """RGB distance between the active layout button's background and the other's."""
+    active, other = dashboard.evaluate(TOGGLE)
+    return float(np.linalg.norm(np.subtract(active, other)))
 
 
 def pixels(locator) -> np.ndarray:
@@ -159,6 +187,22 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
         )
         assert painted(pixels(chart)) > 1500, f"the {title} view is blank"
 
+    # The spectra tab at depth 0 (no weight matrix there) says it shows depth 1, and why; its ESD
+    # axes label powers of ten only, none running into another ("1e-1" touched "2e-1").
+    open_tab(page, dashboard, "weight spectra")
+    spectra = dashboard.locator(".explorer-slot-spectra")
+    expect(spectra.locator(".explorer-spectra-depth")).to_have_text(
+        "depth 1 (the cursor's depth 0 has no weight matrices)"
+    )
+    esd = spectra.locator(".explorer-chart").nth(1)
+    expect(esd.locator("svg g.mark-rect path").first).to_be_attached()
+    axes = [labels for labels in esd.evaluate(AXIS_LABELS) if labels]
+    assert len(axes) >= 2, axes
+    for labels in axes:
+        assert overlapping(labels) == [], labels
+        assert all(re.fullmatch(r"1e[+-]\d+", label["text"]) for label in labels), labels
+    spectra.screenshot(path=artifacts / "explorer-spectra-depth0.png")
+
     # The scrubber of the first projection moves Python, the second projection and the charts.
     open_tab(page, dashboard, "dimension")
     dimension = dashboard.locator(".explorer-slot-dimension .explorer-chart")
@@ -219,12 +263,22 @@ def test_explorer_dashboard_in_jupyterlab(page, lab, outside_requests, artifacts
         timeout=30_000,
     )
 
-    # Screenshots, light and dark.
+    # The two projections share the width, side by side (they took a third each, a gap between).
+    width = dashboard.bounding_box()["width"]
+    left, right = (roots.nth(i).bounding_box() for i in range(2))
+    assert min(left["width"], right["width"]) > 0.47 * width, (left, right, width)
+    assert right["x"] - (left["x"] + left["width"]) < 16, (left, right)
+
+    # Screenshots, light and dark; the active layout (UMAP) stands out in both themes.
     page.mouse.move(5, 5)
     dashboard.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
+    expect(dashboard.locator(".explorer-layouts button.mod-active")).to_have_text("UMAP")
+    assert toggle_contrast(dashboard) > 100, dashboard.evaluate(TOGGLE)
     screenshot(dashboard, artifacts, "explorer-light.png", "explorer-light.png")
     set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
+    assert toggle_contrast(dashboard) > 100, dashboard.evaluate(TOGGLE)
+    dashboard.locator(".explorer-layouts").screenshot(path=artifacts / "explorer-toggle-dark.png")
     dark = pixels(plots.nth(0))
     assert dark[2, 2].sum() < 3 * 90, "the projection stayed light"
     assert painted(dark) > 2000

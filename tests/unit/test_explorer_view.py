@@ -102,9 +102,13 @@ def test_a_view_moves_the_shared_cursor(digits):
     assert digits.depth == 1 and digits.views["subspace"].depth == 1
     digits._scrubber.slider.value = 2  # the dashboard's slider
     assert digits.depth == 2 and digits.views["similarity"].depth == 2
-    # depth 0 has no weight matrix: the spectra stay at the nearest depth they have
+    # depth 0 has no weight matrix: the spectra stay at the nearest depth they have, and say so
     digits.depth = 0
-    assert digits.views["spectra"].depth == 1 and digits.depth == 0
+    spectra = digits.views["spectra"]
+    assert spectra.depth == 1 and digits.depth == 0 and spectra.cursor_depth == 0
+    assert spectra.depth_note() == "depth 1 (the cursor's depth 0 has no weight matrices)"
+    digits.depth = 2
+    assert spectra.depth_note() == "depth 2"
 
 
 def test_the_line_under_the_slider_describes_the_depth(digits):
