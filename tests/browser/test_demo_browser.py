@@ -27,7 +27,6 @@ import pytest
 expect = pytest.importorskip("playwright.sync_api").expect
 np = pytest.importorskip("numpy")
 
-from lab_page import screenshot  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -179,7 +178,7 @@ def test_scripts_demo_to_the_dashboard(installed, page, outside_requests, artifa
         # every view of the other sections drew too
         for name in (".explorer-lb", ".explorer-chart", ".explorer-pv"):
             assert page.locator(name).count() >= 1, name
-        screenshot(dashboard, artifacts, "demo-tour-dashboard.png", "demo-tour-dashboard.png")
+        dashboard.screenshot(path=artifacts / "demo-tour-dashboard.png")
 
         # Saved (JupyterLab autosaves too): into the demo's copy, never into the clone.
         page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")

@@ -191,14 +191,14 @@ def test_projection_view_in_jupyterlab(page, lab, outside_requests, artifacts):
 
     # Screenshots, light then dark; the dark one must be drawn on a dark background.
     page.evaluate(RUN_CELL, 1)  # scroll nothing: keep the view in place
-    screenshot(root, artifacts, "projection_view_light.png", "projection-view-light.png")
+    root.screenshot(path=artifacts / "projection_view_light.png")
     set_theme(page, "JupyterLab Dark", "false")
     expect(root).not_to_have_css("background-color", "rgb(255, 255, 255)")
     page.wait_for_timeout(500)
     dark = pixels(plot)
     assert dark[2, 2].sum() < 3 * 90, "the plot background stayed light"
     assert painted(dark) > 2000, "nothing drawn in the dark theme"
-    screenshot(root, artifacts, "projection_view_dark.png", "projection-view-dark.png")
+    root.screenshot(path=artifacts / "projection_view_dark.png")
 
     assert outside_requests == []
 
@@ -256,7 +256,7 @@ def test_each_depth_fills_the_view(page, lab, outside_requests, artifacts):
         if index == 0:
             at0 = pixels(plot)
             screenshot(
-                root, artifacts, "projection_digits_depth0_light.png", "projection-digits.png"
+                root, artifacts, "projection_digits_depth0_light.png", "projection-view-light.png"
             )
     print("\ndigits PCA, bulk of the points / side of the view, per depth:", fills)
     (artifacts / "projection_framing.json").write_text(json.dumps(fills))
@@ -296,7 +296,7 @@ def test_each_depth_fills_the_view(page, lab, outside_requests, artifacts):
     page.wait_for_timeout(1500)
     dark = bulk_fill(root)
     assert abs(dark - fills[0]) < 0.05, (dark, fills[0])
-    screenshot(root, artifacts, "projection_digits_depth0_dark.png", "projection-digits-dark.png")
+    screenshot(root, artifacts, "projection_digits_depth0_dark.png", "projection-view-dark.png")
     set_theme(page, "JupyterLab Light", "true")
     assert outside_requests == []
 
