@@ -142,15 +142,21 @@ def overview_chart(frame: pd.DataFrame, metric: str, depth: alt.Parameter, roles
     )
 
 
-#: a tick label on a log axis only at powers of ten (with 2, 3, ... 9 labelled too, "1e-1" and
-#: "2e-1" ran into each other); the nice domain starts and ends at one, so there are always two
-POWERS_OF_TEN = (
-    "abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6 ? datum.label : ''"
-)
+#: a decade's first tick: log axes label (and draw grid lines at) powers of ten only; with 2, 3,
+#: ... 9 labelled too, "1e-1" and "2e-1" ran into each other. The nice domain starts and ends at
+#: one, so there are always two.
+DECADE = "abs(log(datum.value) / LN10 - round(log(datum.value) / LN10)) < 1e-6"
 
 
 def log_axis(**kwargs) -> alt.Axis:
-    return alt.Axis(format="~e", labelExpr=POWERS_OF_TEN, labelOverlap="greedy", **kwargs)
+    return alt.Axis(
+        format="~e",
+        labelExpr=f"{DECADE} ? datum.label : ''",
+        labelOverlap="greedy",
+        labelSeparation=4,  # greedy then also drops labels that would touch
+        gridOpacity={"condition": {"test": DECADE, "value": 1}, "value": 0},
+        **kwargs,
+    )
 
 
 def esd_chart(frame: pd.DataFrame, depth: alt.Parameter, order: list[str]):
