@@ -261,6 +261,11 @@ def test_subspace_similarity_dimension_views(page, lab, other_pickles, outside_r
     light = cka.evaluate(LABEL_COLOUR)
     set_theme(page, "JupyterLab Dark", "false", settle_ms=2000)
     assert cka.evaluate(LABEL_COLOUR) != light
+    # the intruders are drawn in the dark theme's warning colour, the others are not
+    dark_warn = warn_rgb(page.evaluate(WARN))
+    symbols = curve.evaluate(CURVE)["symbols"]
+    assert {m["fill"] for m in symbols if m["intruder"] == "intruder"} == {dark_warn}, symbols
+    assert all(m["fill"] != dark_warn for m in symbols if m["intruder"] == "aligned")
     for name, locator in names.items():
         screenshot(locator, artifacts, f"{name}_view_dark.png", f"{name}-view-dark.png")
     assert outside_requests == []
