@@ -319,6 +319,25 @@ describe("projection view", () => {
     expect(el.querySelector(".explorer-pv-title")!.textContent).toBe("four depths");
   });
 
+  it("says how many far points are pinned to the frame's edge at the depth shown", () => {
+    // depth 0: a 10 x 10 grid and one point far out; depth 1: the grid alone
+    const data = new Float32Array(2 * 2 * 101);
+    for (let i = 0; i < 100; i++) {
+      data.set([i % 10, Math.floor(i / 10)], 2 * i);
+      data.set([i % 10, Math.floor(i / 10)], 2 * (101 + i));
+    }
+    data.set([1000, 5], 200);
+    data.set([5, 5], 2 * 101 + 200);
+    const payload = encode({ data, dtype: "float32", shape: [2, 101, 2] });
+    const { model, root, el } = setup({ coords: payload, depths: [0, 1], depth: 0, n_depths: 2 });
+    const note = el.querySelector(".explorer-pv-note")!;
+    expect(root.dataset.pinned).toBe("1");
+    expect(note.textContent).toBe("1 point beyond the frame: rings on its edge");
+    model.set("depth", 1);
+    expect(root.dataset.pinned).toBe("0");
+    expect(note.textContent).toBe("");
+  });
+
   it("steps with the arrow keys, keeps them from JupyterLab, and tells Python once settled", () => {
     const { model, root } = setup();
     const notebook = vi.fn();
