@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,19 @@ class Checkpoint:
         self.model_type = model_type
         tied = store.tied
         names = [n for n in store.names if store.dtype(n).is_floating_point and n not in tied]
+        self.skipped: dict[str, str] = {
+            n: f"{str(store.dtype(n)).replace('torch.', '')} (quantised): not analysed"
+            for n in store.names
+            if _quantised(n, store.shape(n), store.dtype(n))
+        }
+        if self.skipped:
+            warnings.warn(
+                f"{source}: {len(self.skipped)} quantised (integer) weight matrices are left out "
+                f"of every analysis, e.g. {list(self.skipped)[:3]}: explorer analyses "
+                "floating-point weights only. Dequantise the model first (e.g. load it in "
+                "float16) to include them; ck.skipped lists them.",
+                stacklevel=3,
+            )
         self._layout: Layout = resolve(
             names,
             {n: store.shape(n) for n in names},
@@ -74,6 +88,12 @@ class Checkpoint:
         )
         self._by_address = {e.address: e for e in self._layout.entries}
         if not self._layout.entries:
+            if self.skipped:
+                raise SourceError(
+                    f"{source}: every weight matrix is quantised ({len(self.skipped)} integer "
+                    "matrices, no floating-point one); explorer analyses floating-point weights: "
+                    "dequantise the model first (e.g. load it in float16 and save that)"
+                )
             raise SourceError(
                 f"{source}: no weight matrices found (only 1-D tensors or none at all); "
                 "explorer analyses 2-D weights and conv kernels"
@@ -235,3 +255,24 @@ class Checkpoint:
             f"Checkpoint({self.name!r}, family={self.family!r}, blocks={self.n_blocks}, "
             f"matrices={len(self.entries)}, source={self.source!r})"
         )
+
+
+_QUANTISED_DTYPES = {
+    torch.int8,
+    torch.uint8,
+    torch.qint8,
+    torch.quint8,
+    torch.qint32,
+    torch.quint4x2,
+}
+
+
+def _quantised(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> bool:
+    """An integer weight matrix (int8/uint8, torch's quantised dtypes, GPTQ's packed qweight).
+
+    Integer masks and index buffers (``attn.bias``, ``position_ids``) are not weights.
+    """
+    leaf = name.rsplit(".", 1)[-1]
+    if len(shape) < 2 or "mask" in leaf or leaf in ("bias", "masked_bias") or leaf.endswith("_ids"):
+        return False
+    return dtype in _QUANTISED_DTYPES or (not dtype.is_floating_point and leaf == "qweight")

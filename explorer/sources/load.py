@@ -163,14 +163,23 @@ def _find_hf_dir(path: Path) -> Path | None:
     if (path / "config.json").exists():
         return path
     modules = path / "modules.json"
-    if modules.exists():
-        try:
-            for mod in json.loads(modules.read_text()):
-                sub = path / mod.get("path", "")
-                if (sub / "config.json").exists():
-                    return sub
-        except (ValueError, AttributeError):
-            return None
+    if not modules.exists():
+        return None
+    try:
+        listed = json.loads(modules.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{modules}: cannot read it ({exc})") from exc
+    if not isinstance(listed, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("path", ""), str) for m in listed
+    ):
+        raise SourceError(
+            f"{modules}: not a sentence-transformers module list (a JSON list of objects whose "
+            '"path" is a string); fix or delete it to read the weight files as they are'
+        )
+    for mod in listed:
+        sub = path / mod.get("path", "")
+        if (sub / "config.json").exists():
+            return sub
     return None
 
 
@@ -181,6 +190,22 @@ def _read_config(directory: Path) -> dict:
         raise SourceError(f"{directory / 'config.json'}: cannot read it ({exc})") from exc
     if not isinstance(config, dict):
         raise SourceError(f"{directory / 'config.json'}: not a JSON object")
+    archs = config.get("architectures")
+    wrong = [
+        f"{field} must be {kind}"
+        for field, ok, kind in (
+            ("model_type", isinstance(config.get("model_type"), str | None), "a string"),
+            (
+                "architectures",
+                archs is None
+                or (isinstance(archs, list) and all(isinstance(a, str) for a in archs)),
+                "a list of class names (strings)",
+            ),
+        )
+        if not ok
+    ]
+    if wrong:
+        raise SourceError(f"{directory / 'config.json'}: {'; '.join(wrong)}")
     return config
 
 

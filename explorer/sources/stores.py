@@ -79,7 +79,12 @@ def find_tied(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
     first: dict[tuple, str] = {}
     tied: dict[str, str] = {}
     for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor) or t.numel() == 0 or t.device.type == "meta":
+        if (
+            not isinstance(t, torch.Tensor)
+            or t.numel() == 0
+            or t.device.type == "meta"
+            or t.layout != torch.strided  # sparse tensors have no single data pointer
+        ):
             continue
         key = (t.device, t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype)
         if key in first:
@@ -98,6 +103,14 @@ class DictStore(TensorStore):
             raise SourceError(
                 f"{description}: entries {bad[:5]} are not tensors; pass a state_dict "
                 "(name -> tensor), e.g. model.state_dict()"
+            )
+        meta = [k for k, v in tensors.items() if v.device.type == "meta" and v.ndim >= 2]
+        if meta:
+            raise SourceError(
+                f"{description}: {len(meta)} weights are on the meta device and hold no data "
+                f"(e.g. {meta[:3]}); the model was built without its weights (device='meta', "
+                "init_empty_weights or offloading). Load its weights first (load_state_dict(..., "
+                "assign=True) or to_empty + load), then pass it to explorer"
             )
         self._tensors = dict(tensors)
         self.description = description
@@ -118,7 +131,9 @@ class DictStore(TensorStore):
         return self._tensors[name].dtype
 
     def get(self, name: str) -> torch.Tensor:
-        return self._tensors[name].detach()
+        t = self._tensors[name].detach()
+        # Sparse layouts (COO, CSR, ...) hold the same matrix: analyse its dense form.
+        return t.to_dense() if t.layout != torch.strided else t
 
 
 class SafetensorsStore(TensorStore):
@@ -326,20 +341,48 @@ class ShardedStore(TensorStore):
 
     @classmethod
     def from_index(cls, index_path: Path) -> ShardedStore:
+        """The shards an index names; the index and the shards must agree tensor by tensor."""
         try:
-            index = json.loads(index_path.read_text())
-            weight_map = index["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             raise SourceError(f"{index_path}: not a valid shard index ({exc})") from exc
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+        ):
+            raise SourceError(
+                f'{index_path}: not a valid shard index: it needs a "weight_map" object that maps '
+                "each tensor name to the file (a string) holding it; re-save the model or delete "
+                "the index to read the weight files as they are"
+            )
+        if not weight_map:
+            raise SourceError(f"{index_path}: the shard index lists no tensors")
+        directory = index_path.parent.resolve()
         files = list(dict.fromkeys(weight_map.values()))
-        missing = [f for f in files if not (index_path.parent / f).exists()]
+        outside = [f for f in files if directory not in (directory / f).resolve().parents]
+        if outside:
+            raise SourceError(
+                f"{index_path}: shard files must lie in the index's directory, but it names "
+                f"{outside[:3]}"
+            )
+        missing = [f for f in files if not (index_path.parent / f).is_file()]
         if missing:
             raise SourceError(
-                f"{index_path}: shard files listed in the index are missing: {missing[:5]}"
+                f"{index_path}: shard files listed in the index are missing: {missing[:5]}; "
+                "the download is incomplete: fetch the missing shards"
             )
-        return cls(
+        store = cls(
             {f: open_weight_file(index_path.parent / f) for f in files}, description=str(index_path)
         )
+        held = {f: set(shard.names) for f, shard in store._shards.items()}
+        absent = [k for k, f in weight_map.items() if k not in held[f]]
+        if absent:
+            raise SourceError(
+                f"{index_path}: {len(absent)} tensors the index places in a shard are not in it "
+                f"(e.g. {absent[0]!r} in {weight_map[absent[0]]!r}): the index and the shards "
+                "belong to different saves; re-download or re-save the model"
+            )
+        return store
 
     @property
     def names(self) -> list[str]:
@@ -377,6 +420,8 @@ def _looks_like_safetensors(path: Path) -> bool:
 
 def open_weight_file(path: Path) -> TensorStore:
     """Open one weight file by its extension (safetensors is also sniffed by content)."""
+    if path.name.endswith(".index.json"):
+        return ShardedStore.from_index(path)
     if path.suffix == ".safetensors":
         return SafetensorsStore(path)
     if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
@@ -385,7 +430,7 @@ def open_weight_file(path: Path) -> TensorStore:
         return TorchFileStore(path)
     raise SourceError(
         f"{path}: unknown weight format {path.suffix!r}; explorer reads .safetensors, "
-        ".pt/.pth/.bin (torch state_dicts) and directories of those"
+        ".pt/.pth/.bin (torch state_dicts), shard indexes (*.index.json) and directories of those"
     )
 
 
@@ -410,4 +455,15 @@ def open_weight_dir(directory: Path) -> TensorStore:
         )
     if len(files) == 1:
         return open_weight_file(files[0])
-    return ShardedStore({p.name: open_weight_file(p) for p in files}, description=str(directory))
+    stores = {p.name: open_weight_file(p) for p in files}
+    seen: dict[str, str] = {}
+    for fname, store in stores.items():
+        for name in store.names:
+            if name in seen:
+                raise SourceError(
+                    f"{directory}: holds several checkpoints, not the shards of one: "
+                    f"{seen[name]} and {fname} both hold {name!r}. Load one file "
+                    f"(ex.load('{directory / fname}')), or add an index.json naming the shards"
+                )
+            seen[name] = fname
+    return ShardedStore(stores, description=str(directory))
