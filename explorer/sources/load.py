@@ -14,7 +14,7 @@ from torch import nn
 
 from explorer.errors import SourceError
 from explorer.sources.checkpoint import Checkpoint
-from explorer.sources.lora import build_lora_store, lora_store_from_module
+from explorer.sources.lora import build_lora_store, lora_store_from_module, read_adapter_config
 from explorer.sources.pairing import PairedLayers, pair_layers
 from explorer.sources.stores import DictStore, open_weight_dir, open_weight_file
 
@@ -119,14 +119,18 @@ def _from_directory(path: Path, base, name: str | None, meta: dict | None) -> Ch
 
 def _from_adapter(path: Path, base, name: str | None, meta: dict | None) -> Checkpoint:
     if base is None:
-        config = json.loads((path / "adapter_config.json").read_text())
-        candidate = config.get("base_model_name_or_path")
+        candidate = read_adapter_config(path).get("base_model_name_or_path")
         if candidate and Path(candidate).is_dir():
             base = candidate
         else:
+            where = (
+                f"its base model {candidate!r} is not a local directory and explorer never "
+                "downloads"
+                if candidate
+                else "its adapter_config.json names no base model (base_model_name_or_path)"
+            )
             raise SourceError(
-                f"{path} is a LoRA adapter; its base model {candidate!r} is not a local "
-                "directory and explorer never downloads. Pass it: ex.load(adapter_dir, base=...)"
+                f"{path} is a LoRA adapter; {where}. Pass the base: ex.load(adapter_dir, base=...)"
             )
     base_ck = load(base)
     store = build_lora_store(base_ck._store, path)

@@ -120,7 +120,52 @@ def read_adapter_config(directory: Path) -> dict:
             "explorer reads plain LoRA only. Merge it with peft (merge_and_unload) and load "
             "the merged model."
         )
+    wrong = _config_type_errors(config)
+    if wrong:
+        raise SourceError(
+            f"{path}: {'; '.join(wrong)}. Fix these fields (peft writes them this way), or "
+            "re-save the adapter with peft"
+        )
     return config
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _config_type_errors(config: dict) -> list[str]:
+    """What in an adapter config has the wrong type or range, one phrase per field."""
+    wrong = []
+    r = config.get("r", 8)
+    if not (isinstance(r, int) and not isinstance(r, bool) and r > 0):
+        wrong.append(f"r must be a positive integer (the LoRA rank), not {r!r}")
+    alpha = config.get("lora_alpha", 8)
+    if not (_is_number(alpha) and math.isfinite(alpha)):
+        wrong.append(f"lora_alpha must be a number, not {alpha!r}")
+    for field, check in (("rank_pattern", "rank"), ("alpha_pattern", "alpha")):
+        pattern = config.get(field) or {}
+        if not isinstance(pattern, dict):
+            wrong.append(f"{field} must be an object mapping module names to numbers")
+            continue
+        for key, value in pattern.items():
+            ok = (
+                isinstance(value, int) and not isinstance(value, bool) and value > 0
+                if check == "rank"
+                else _is_number(value)
+            )
+            if not ok:
+                wrong.append(f"{field}[{key!r}] must be a positive {check}, not {value!r}")
+            try:
+                re.compile(key)
+            except re.error as exc:
+                wrong.append(f"{field} key {key!r} is not a valid pattern ({exc})")
+    for field in ("use_rslora", "fan_in_fan_out", "use_dora"):
+        if not isinstance(config.get(field, False), bool | None):
+            wrong.append(f"{field} must be true or false, not {config[field]!r}")
+    base = config.get("base_model_name_or_path")
+    if not isinstance(base, str | None):
+        wrong.append(f"base_model_name_or_path must be a path (a string), not {base!r}")
+    return wrong
 
 
 def open_adapter_weights(directory: Path) -> TensorStore:
@@ -166,6 +211,15 @@ def build_lora_store(base: TensorStore, directory: Path) -> LoraStore:
             alpha = float(_pattern_value(alpha_pattern, module, alpha_default))
             scale = alpha / math.sqrt(r) if rslora else alpha / r
             embedding = kind == "embedding_A"
+            _check_factor_shapes(
+                directory,
+                target,
+                base.shape(target),
+                adapter.shape(key),
+                adapter.shape(b_key),
+                r,
+                fan_in_fan_out or embedding,
+            )
             factors[target] = LoraFactor(key, b_key, scale, fan_in_fan_out, embedding)
         elif not re.search(r"\.lora_(?:embedding_)?B(?:\.|$)", key):
             plain = re.sub(r"^base_model\.model\.", "", key)
@@ -183,6 +237,34 @@ def build_lora_store(base: TensorStore, directory: Path) -> LoraStore:
     if not factors:
         raise SourceError(f"{directory}: the adapter holds no LoRA factors")
     return LoraStore(base, adapter, factors, replaced, description=str(directory))
+
+
+def _check_factor_shapes(directory, target, w, a, b, r, transposed) -> None:
+    """Refuse, before any data is read, factors that do not fit each other, the rank or the base.
+
+    A is (r, in) (or (r, in, k, k) for a convolution), B is (out, r) (or (out, r, 1, 1)); the
+    update B A has the base weight's shape, transposed for embeddings and ``fan_in_fan_out``.
+    """
+    if len(a) < 2 or len(b) < 2 or b[1] != a[0]:
+        raise SourceError(
+            f"{directory}: LoRA factors for {target!r} do not fit together (A {a}, B {b}): "
+            "the adapter file is damaged"
+        )
+    if a[0] != r:
+        raise SourceError(
+            f"{directory}: adapter_config.json gives {target!r} rank r={r}, but its factors have "
+            f"rank {a[0]} (A {a}): the config belongs to another adapter, and the scale "
+            "lora_alpha / r would be wrong. Use the adapter's own adapter_config.json"
+        )
+    delta = (b[0], *a[1:]) if len(a) > 2 else (b[0], a[1])
+    if transposed and len(delta) == 2:
+        delta = delta[::-1]
+    if tuple(delta) != tuple(w):
+        raise SourceError(
+            f"{directory}: the LoRA update for {target!r} has shape {tuple(delta)} but the base "
+            f"weight is {tuple(w)}: the adapter was trained on another base model; load it with "
+            "the base it was trained on"
+        )
 
 
 def _match_base_name(name: str, base_names: list[str]) -> str | None:

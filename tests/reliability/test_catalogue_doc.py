@@ -8,6 +8,9 @@ from tests.reliability.catalogue import ROOT
 
 def test_reliability_doc_is_current():
     done = subprocess.run(
-        [sys.executable, "scripts/reliability_table.py", "--check"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "scripts/reliability_table.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
