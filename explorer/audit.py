@@ -25,10 +25,12 @@ from typing import Any
 
 import torch
 
+from explorer.audit_checks import check_arguments, check_probe, prepare_out
 from explorer.cache import file_sha256
 from explorer.compare import compare
-from explorer.errors import ProbeError
+from explorer.errors import ExplorerError, ProbeError
 from explorer.probe import Probe
+from explorer.probe_files import read_probe
 from explorer.sources.load import load
 from explorer.spectra import spectra
 
@@ -52,6 +54,7 @@ def audit(
     epsilon: float = 0.5,
     max_points: int | None = 2000,
     seed: int = 0,
+    overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Audit what checkpoint ``b`` changed relative to ``a``; write the report to ``out``.
@@ -64,11 +67,14 @@ def audit(
         Inputs to compare the representations on (see :func:`explorer.capture`); None skips the
         representation sections. :func:`read_probe` reads one from a file.
     out : path
-        Output directory (created; files in it are overwritten).
+        Output directory (created). One that already holds an audit run is refused, unless
+        ``overwrite``: then that run's files are removed first, so two runs never mix.
     device, ks, intruder_k, epsilon, seed
         Passed to :func:`explorer.spectra`, :func:`explorer.compare` and the capture.
     max_points : int
         At most this many probe points are captured (seeded sample).
+    overwrite : bool
+        Replace a previous run in ``out`` (see ``out``).
     progress : callable, optional
         Called with a one-line message at each step (the CLI prints them).
 
@@ -76,39 +82,76 @@ def audit(
     -------
     pathlib.Path
         ``out/report.html``.
+
+    Raises
+    ------
+    ArgumentError, ProbeError, SourceError
+        Before any heavy work: an argument out of range, an output directory that cannot be
+        written or holds another run, a probe with too few distinct inputs, a checkpoint that
+        cannot be read or (with a probe) cannot run.
+    ExplorerError
+        After the report was written, when a step failed: the finished steps are in ``out``
+        (report, data, and ``provenance.json``'s ``failed`` entry naming the step and its error).
     """
     from explorer.report import write_report
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Everything that can be checked is checked before the first spectrum.
+    check_arguments(
+        max_points=max_points,
+        seed=seed,
+        ks=ks,
+        intruder_k=intruder_k,
+        epsilon=epsilon,
+        has_probe=probe is not None,
+    )
+    if probe is not None:
+        check_probe(probe, max_points)
+    out = prepare_out(out, overwrite)
     ck_a, ck_b = load(a), load(b)
+    if probe is not None:
+        for ck in (ck_a, ck_b):
+            if not ck.can_run:
+                raise ProbeError(
+                    f"{ck.name} ({ck.source}) holds weights only, so the probe cannot be run "
+                    "through it: audit without a probe (--probe), or give a model directory "
+                    "with a config.json"
+                )
     name_a = ck_a.name
     name_b = ck_b.name if ck_b.name != name_a else f"{ck_b.name} (b)"
     steps: dict[str, float] = {}
+    failed: dict[str, str] = {}
     frames: dict[str, Any] = {}
 
     def step(name: str, fn: Callable[[], Any]) -> Any:
+        """Run one part; a failure is recorded (and reported) while the finished parts are kept."""
         _say(progress, f"{name} ...")
         start = time.perf_counter()
-        result = fn()
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - recorded, reported, raised after the report
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            _say(progress, f"{name}: FAILED ({failed[name][:300]})")
+            return None
         steps[name] = round(time.perf_counter() - start, 3)
         _say(progress, f"{name}: done in {steps[name]:.1f} s")
         return result
 
     spec_a = step(f"spectra of {name_a}", lambda: spectra(ck_a, device=device))
     spec_b = step(f"spectra of {name_b}", lambda: spectra(ck_b, device=device))
-    frames["spectra"] = _stack({name_a: spec_a, name_b: spec_b})
+    if spec_a is not None and spec_b is not None:
+        frames["spectra"] = _stack({name_a: spec_a, name_b: spec_b})
     cmp = step(
         "compare",
         lambda: compare(
             ck_a, ck_b, ks=ks, intruder_k=intruder_k, epsilon=epsilon, device=device, seed=seed
         ),
     )
-    frames["compare"] = cmp.frame()
-    frames["intruders"] = cmp.intruders()
-    frames["pairing"] = cmp.pairing[cmp.names[0]].frame()
+    if cmp is not None:
+        frames["compare"] = cmp.frame()
+        frames["intruders"] = cmp.intruders()
+        frames["pairing"] = cmp.pairing[cmp.names[0]].frame()
     probe_meta = None
     if probe is not None:
         frames.update(
@@ -118,14 +161,17 @@ def audit(
                     (name_a, ck_a), (name_b, ck_b), probe, device, max_points, seed
                 ),
             )
+            or {}
         )
         probe_meta = _probe_meta(probe)
+    first = frames.get("compare", spec_a if spec_a is not None else spec_b)
+    attrs = first.attrs if first is not None else {}
     provenance = {
         "explorer": _version(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "device": frames["compare"].attrs.get("device"),
+        "device": attrs.get("device"),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "checkpoints": {"a": _describe(ck_a), "b": _describe(ck_b)},
         "probe": probe_meta,
@@ -135,10 +181,12 @@ def audit(
             "epsilon": epsilon,
             "max_points": max_points,
             "seed": seed,
-            "spectra_dtype": spec_a.attrs.get("dtype"),
-            "compare_dtype": frames["compare"].attrs.get("dtype"),
+            "spectra_dtype": (spec_a.attrs if spec_a is not None else {}).get("dtype"),
+            "compare_dtype": attrs.get("dtype") if cmp is not None else None,
+            "overwrite": overwrite,
         },
         "steps_seconds": steps,
+        "failed": failed,
         "started": started.isoformat(),
         "finished": datetime.now(timezone.utc).isoformat(),
         "seconds": round(time.perf_counter() - t0, 3),
@@ -147,6 +195,12 @@ def audit(
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
     report = write_report(out, frames, provenance, names=(name_a, name_b))
     _say(progress, f"report: {report}")
+    if failed:
+        parts = "; ".join(f"{k} failed ({v[:300]})" for k, v in failed.items())
+        raise ExplorerError(
+            f"the audit finished only in part: {parts}. The finished parts are in {out} "
+            "(report.html, data/; provenance.json lists what failed)"
+        )
     return report
 
 
@@ -162,12 +216,6 @@ def _representations(named_a, named_b, probe, device, max_points, seed) -> dict:
     from explorer.similarity import similarity
 
     (name_a, ck_a), (name_b, ck_b) = named_a, named_b
-    for ck in (ck_a, ck_b):
-        if not ck.can_run:
-            raise ProbeError(
-                f"{ck.name} holds weights only, so the probe cannot be run through it: audit "
-                "without --probe, or give a model directory with a config.json"
-            )
     opts = dict(device=device, max_points=max_points, seed=seed, progress=False)
     acts_a, acts_b = capture(ck_a, probe, **opts), capture(ck_b, probe, **opts)
     sim = similarity(acts_a, acts_b, device=device)
@@ -193,6 +241,11 @@ def _describe(ck) -> dict:
         "source": str(ck.source),
         "matrices": len(ck.entries),
         "sha256": _digest(ck),
+        **(
+            {"base_sha256": _file_digests(Path(ck.meta["base"]))}
+            if _is_path(ck.meta.get("base"))
+            else {}
+        ),
         "meta": {k: v for k, v in ck.meta.items() if isinstance(v, str | int | float | bool)},
     }
 
@@ -204,14 +257,23 @@ def _digest(ck) -> dict[str, str]:
     """
     src = Path(str(ck.source))
     if src.exists():
-        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-        return {str(p.relative_to(src) if src.is_dir() else p.name): file_sha256(p) for p in files}
+        return _file_digests(src)
     h = hashlib.sha256()
     for e in ck.entries:
         w = ck.weight(e.address, dtype=torch.float32, check_finite=False)
         h.update(e.address.encode())
         h.update(w.contiguous().numpy().tobytes())
     return {"<weights, float32, in address order>": h.hexdigest()}
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, str) and not value.startswith("<") and Path(value).exists()
+
+
+def _file_digests(src: Path) -> dict[str, str]:
+    """SHA-256 of a file, or of every file under a directory (by relative path)."""
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+    return {str(p.relative_to(src) if src.is_dir() else p.name): file_sha256(p) for p in files}
 
 
 def _version() -> str:
@@ -222,49 +284,8 @@ def _version() -> str:
 
 def _probe_meta(probe) -> dict:
     if isinstance(probe, Probe):
-        return {"name": probe.name, "n": len(probe), "labels": list(probe.labels), **probe.meta}
+        meta = {"name": probe.name, "n": len(probe), "labels": list(probe.labels), **probe.meta}
+        if _is_path(meta.get("source")):
+            meta["sha256"] = file_sha256(meta["source"])
+        return meta
     return {"n": len(probe)}
-
-
-def read_probe(path: str | Path) -> Probe:
-    """A probe from a file: ``.txt`` (one input text per line), ``.csv``/``.tsv`` (a ``text``
-    column, or numeric columns as features, and any other columns as labels; a ``label`` column
-    is a label), ``.npy`` (an array, one input per row; never unpickled), or ``demo:NAME``."""
-    text = str(path)
-    if text.startswith("demo:"):
-        from explorer import demo
-
-        return demo.probe(text[5:])
-    p = Path(path)
-    if not p.is_file():
-        raise ProbeError(f"probe file {p} does not exist")
-    suffix = p.suffix.lower()
-    if suffix == ".txt":
-        lines = [s.strip() for s in p.read_text(encoding="utf-8").splitlines() if s.strip()]
-        if not lines:
-            raise ProbeError(f"probe file {p} holds no non-empty line")
-        return Probe(lines, name=p.stem, meta={"source": str(p)})
-    if suffix in (".csv", ".tsv"):
-        import pandas as pd
-
-        df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-        if "text" in df:
-            labels = {c: df[c].to_numpy() for c in df.columns if c != "text"}
-            return Probe(df["text"].astype(str).tolist(), labels, name=p.stem)
-        label_cols = [c for c in df.columns if c == "label" or df[c].dtype == object]
-        features = df.drop(columns=label_cols)
-        return Probe(
-            features.to_numpy("float32"), {c: df[c].to_numpy() for c in label_cols}, name=p.stem
-        )
-    if suffix == ".npy":
-        import numpy as np
-
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise ProbeError(f"{p} holds Python objects; explorer never unpickles them") from exc
-        return Probe(arr.astype("float32"), name=p.stem, meta={"source": str(p)})
-    raise ProbeError(
-        f"unknown probe format {p.suffix!r}: use .txt (one text per line), .csv/.tsv, .npy, "
-        "or demo:sentences / demo:digits / demo:shifted"
-    )

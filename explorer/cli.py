@@ -59,6 +59,7 @@ def _audit(args: argparse.Namespace) -> int:
             device=args.device,
             max_points=args.max_points,
             seed=args.seed,
+            overwrite=args.overwrite,
             progress=say,
         )
     except ExplorerError as exc:
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", nargs="?", help="changed checkpoint (file or directory)")
     p.add_argument("--probe", help="inputs: .txt (a text per line), .csv/.tsv, .npy, or demo:NAME")
     p.add_argument("--out", default="explorer-audit", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous audit run in --out")
     p.add_argument("--demo", action="store_true", help="audit the bundled base vs LoRA pair")
     p.add_argument("--device", default="auto")
     p.add_argument("--max-points", type=int, default=2000)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from explorer.errors import ProbeError
+
 
 @dataclass
 class Probe:
@@ -25,7 +27,7 @@ class Probe:
         n = len(self.inputs)
         for key, values in self.labels.items():
             if len(values) != n:
-                raise ValueError(f"label {key!r} has {len(values)} values for {n} inputs")
+                raise ProbeError(f"label {key!r} has {len(values)} values for {n} inputs")
         self.labels = {k: np.asarray(v) for k, v in self.labels.items()}
 
     def __len__(self) -> int:

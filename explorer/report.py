@@ -207,9 +207,14 @@ def write_report(
     frames = write_data(out, frames)
     a, b = (html.escape(n) for n in names)
     sections = [
-        _spectra_section(frames["spectra"]),
-        _compare_section(frames["compare"], frames["intruders"], frames["pairing"]),
+        f"<h2>Not in this report</h2><p><strong>{html.escape(step)} failed</strong>: "
+        f"<code>{html.escape(error)}</code></p>"
+        for step, error in (provenance.get("failed") or {}).items()
     ]
+    if "spectra" in frames:
+        sections.append(_spectra_section(frames["spectra"]))
+    if "compare" in frames:
+        sections.append(_compare_section(frames["compare"], frames["intruders"], frames["pairing"]))
     if "similarity" in frames:
         sections.append(_similarity_section(frames["similarity"]))
     if "representation" in frames:
