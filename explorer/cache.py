@@ -12,7 +12,12 @@ SHA-256 of the array bytes:
 * every read recomputes the checksum; an entry that does not parse or does not match is deleted
   and reported as a miss, so the caller recomputes it — a corrupt entry is never trusted;
 * the total size is capped (default 2 GiB): after a write, the least recently used entries (by
-  modification time, refreshed on every hit) are removed until the cache fits.
+  modification time, refreshed on every hit) are removed until the cache fits. Temporary files
+  count towards the cap; those older than ``tmp_max_age`` seconds (left by killed writers) are
+  removed;
+* a cache directory that cannot be used (read-only, full, a file) never fails a computation: the
+  first failed write warns once, naming the directory and ``EXPLORER_CACHE``, and the cache is
+  off for the rest of the session (reads miss, writes are skipped).
 
 The cache lives in ``$EXPLORER_CACHE/results`` if that variable is set, else
 ``~/.cache/explorer/results`` (``$XDG_CACHE_HOME`` replaces ``~/.cache``).
@@ -23,18 +28,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["Cache", "cache_root", "digest", "file_sha256", "key"]
+__all__ = ["Cache", "CacheWarning", "cache_root", "digest", "file_sha256", "key"]
 
 _FORMAT = "explorer.result/1"
 _SUFFIX = ".safetensors"
 DEFAULT_MAX_BYTES = 2 << 30
+DEFAULT_TMP_MAX_AGE = 3600.0  # seconds: no writer takes this long to write one entry
 
 
 def cache_root() -> Path:
@@ -122,12 +130,27 @@ class Cache:
     root : path, optional
         Directory of the entries (default ``cache_root() / "results"``, looked up at each use).
     max_bytes : int
-        Size cap of all entries together; least recently used entries go first.
+        Size cap of all entries (and temporary files) together; least recently used entries go
+        first.
+    tmp_max_age : float
+        Temporary files older than this (seconds) are orphans of killed writers and are removed.
+
+    Attributes
+    ----------
+    disabled : str or None
+        Why the cache is off (the first write that failed), or None while it works.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        tmp_max_age: float = DEFAULT_TMP_MAX_AGE,
+    ):
         self._root = Path(root) if root is not None else None
         self.max_bytes = int(max_bytes)
+        self.tmp_max_age = float(tmp_max_age)
+        self.disabled: str | None = None
 
     @property
     def root(self) -> Path:
@@ -141,6 +164,8 @@ class Cache:
         """The entry's arrays and metadata, or ``None`` if absent or corrupt (then it is removed)."""
         from safetensors.numpy import load
 
+        if self.disabled:
+            return None
         path = self.path(key)
         try:
             raw = path.read_bytes()
@@ -157,7 +182,7 @@ class Cache:
         except Exception:  # noqa: BLE001 - anything unreadable is a miss, never an error
             ok = False
         if not ok:
-            path.unlink(missing_ok=True)
+            _unlink(path)
             return None
         try:
             os.utime(path)
@@ -165,33 +190,61 @@ class Cache:
             pass
         return arrays, header.get("meta", {})
 
-    def put(self, key: str, arrays: Mapping[str, np.ndarray], meta: dict | None = None) -> Path:
-        """Store ``arrays`` (numeric numpy arrays or tensors) and JSON-able ``meta`` atomically."""
+    def put(
+        self, key: str, arrays: Mapping[str, np.ndarray], meta: dict | None = None
+    ) -> Path | None:
+        """Store ``arrays`` (numeric numpy arrays or tensors) and JSON-able ``meta`` atomically.
+
+        Returns the entry's path, or None when the cache directory cannot be written (then the
+        cache turns itself off with one warning; see the module docstring).
+        """
         from safetensors.numpy import save
 
+        if self.disabled:
+            return None
         arrays = {k: _array(k, v) for k, v in arrays.items()}
         header = {"format": _FORMAT, "key": key, "sha256": _checksum(arrays), "meta": meta or {}}
         data = save(arrays, metadata={"explorer": json.dumps(header, default=_json)})
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            _unlink(tmp)
+            self._disable(exc)
+            return None
         self._evict()
         return path
+
+    def _disable(self, exc: OSError) -> None:
+        self.disabled = f"{exc.strerror or exc}"
+        root = str(self.root)
+        if root not in _WARNED:
+            _WARNED.add(root)
+            warnings.warn(
+                f"explorer's result cache at {root} cannot be written ({self.disabled}); results "
+                "are computed without it for the rest of this session. Point EXPLORER_CACHE at a "
+                "writable directory with free space to cache them.",
+                CacheWarning,
+                stacklevel=3,
+            )
 
     def entries(self) -> list[Path]:
         return sorted(self.root.glob(f"*/*{_SUFFIX}")) if self.root.exists() else []
 
+    def temporary_files(self) -> list[Path]:
+        """Files of writes in progress, or left by writers that were killed."""
+        return sorted(self.root.glob("*/*.tmp")) if self.root.exists() else []
+
     @property
     def size_bytes(self) -> int:
-        return sum(_size(p) for p in self.entries())
+        """Bytes on disk: entries and temporary files."""
+        return sum(_size(p) for p in [*self.entries(), *self.temporary_files()])
 
     def clear(self) -> None:
         """Remove every entry and every temporary file left by an interrupted write."""
@@ -201,6 +254,20 @@ class Cache:
             p.unlink(missing_ok=True)
 
     def _evict(self) -> None:
+        """Remove orphan temporary files, then least recently used entries beyond the cap.
+
+        Recent temporary files (a concurrent writer's) are left alone but count towards the cap.
+        """
+        now = time.time()
+        total = 0
+        for p in self.temporary_files():
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if now - st.st_mtime > self.tmp_max_age and _unlink(p):
+                continue
+            total += st.st_size
         stats = []
         for p in self.entries():
             try:
@@ -208,12 +275,28 @@ class Cache:
             except OSError:
                 continue
             stats.append((st.st_mtime, st.st_size, p))
-        total = sum(s for _, s, _ in stats)
+        total += sum(s for _, s, _ in stats)
         for _, size, p in sorted(stats, key=lambda s: s[0]):
             if total <= self.max_bytes:
                 break
-            p.unlink(missing_ok=True)
-            total -= size
+            if _unlink(p):
+                total -= size
+
+
+class CacheWarning(UserWarning):
+    """The result cache cannot be used; explorer computes without it."""
+
+
+_WARNED: set[str] = set()  # cache directories already warned about in this process
+
+
+def _unlink(p: Path) -> bool:
+    """Remove a file; False (never an error) if it cannot be removed."""
+    try:
+        p.unlink(missing_ok=True)
+    except OSError:
+        return False
+    return True
 
 
 def _array(name: str, value) -> np.ndarray:
