@@ -28,3 +28,11 @@ class DeviceError(ExplorerError, RuntimeError):
 
 class BundleMissingError(ExplorerError, FileNotFoundError):
     """The widgets' JavaScript bundle has not been built (run scripts/setup)."""
+
+
+class ArgumentError(ExplorerError, ValueError):
+    """An argument outside its valid range; the message names the argument, its value and the range."""
+
+
+class DataError(ExplorerError, ValueError):
+    """Data an operation cannot use as given (NaN/Inf, constant, too few points, too large for memory)."""
