@@ -30,6 +30,8 @@ from explorer.kernel.device import resolve_device
 from explorer.probe import Probe
 from explorer.sources.checkpoint import Checkpoint
 from explorer.sources.load import Loadable, load
+from explorer.sources.matrices import matrix_shape
+from explorer.sources.structure import Structure, find_structure
 
 POOLINGS = ("mean", "first", "last", "all")
 
@@ -44,33 +46,25 @@ class Tap:
 
 
 def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
-    """The module (and side) that yields each depth's hidden state for this checkpoint."""
-    layout = ck._layout
+    """The module (and side) that yields each depth's hidden state for this checkpoint.
+
+    Blocks come from the model's own parameter names (the same rule as the layer table, see
+    :mod:`explorer.sources.structure`), so a checkpoint whose file names differ from its
+    module's (transformers renames some) still finds its block modules, in the same order.
+    """
     names = [n for n, _ in model.named_modules()]
-    family = layout.family
-    if family is not None and family.block_module:
-        pattern = re.compile(family.block_module)
-        depth_of_key = {k: i + 1 for i, k in enumerate(layout.block_keys)}
-        blocks: dict[int, str] = {}
-        for name in names:
-            m = pattern.search(name)
-            if not m:
-                continue
-            key = tuple(
-                int(v) for k, v in sorted(m.groupdict().items()) if re.fullmatch(r"b\d+", k)
-            )
-            if key in depth_of_key:
-                blocks.setdefault(depth_of_key[key], name)
-        if blocks:
-            taps = [Tap(0, blocks[min(blocks)], "input")]
-            taps += [Tap(d, blocks[d], "output") for d in sorted(blocks)]
-            head = _first_match(names, family.head_modules)
-            if head is not None:
-                taps.append(Tap(max(blocks) + 1, head, "output"))
-            return taps
+    structure = module_structure(model)
+    blocks = [b for stack in structure.stacks for b in stack.blocks]
+    if blocks and len(blocks) == ck.n_blocks and all(b in set(names) for b in blocks):
+        taps = [Tap(0, blocks[0], "input")]
+        taps += [Tap(i + 1, b, "output") for i, b in enumerate(blocks)]
+        head = _head_module(model, blocks)
+        if head is not None:
+            taps.append(Tap(len(blocks) + 1, head, "output"))
+        return taps
     # module order: the weighted modules in the order of the layer table
     weighted = []
-    for e in layout.entries:
+    for e in ck.entries:
         module_name = e.name.rsplit(".", 1)[0] if "." in e.name else ""
         module_name = module_name.replace(".base_layer", "")
         if module_name in names and module_name not in weighted:
@@ -82,12 +76,35 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
     return taps
 
 
-def _first_match(names: list[str], patterns: Sequence[str]) -> str | None:
-    for pattern in patterns:
-        for name in names:
-            if re.search(pattern, name):
+def module_structure(model: nn.Module) -> Structure:
+    """Blocks and stacks of a module, from the names of its weight matrices."""
+    matrices = [
+        n for n, p in model.named_parameters() if matrix_shape(tuple(p.shape), ()) is not None
+    ]
+    return find_structure(matrices)
+
+
+_HEADS = re.compile(r"(?:^|\.)(?:lm_head|score|classifier|qa_outputs|fc|head|cls)$")
+_NORM = re.compile(r"(?:^|\.)(?:\w*norm\w*|ln_f)$", re.IGNORECASE)
+
+
+def _head_module(model: nn.Module, blocks: list[str]) -> str | None:
+    """Depth L+1: a head (``lm_head``, ``classifier``...), else a pooler, else the final norm.
+
+    Only modules outside every block count; the final norm is the last norm registered after
+    the last block.
+    """
+    inside = tuple(b + "." for b in blocks)
+    order = [n for n, _ in model.named_modules() if n and not n.startswith(inside)]
+    order = [n for n in order if n not in blocks]
+    for pattern in (_HEADS, re.compile(r"(?:^|\.)pooler$")):
+        for name in order:
+            if pattern.search(name):
                 return name
-    return None
+    all_names = [n for n, _ in model.named_modules()]
+    last_block = all_names.index(blocks[-1])
+    after = [n for n in all_names[last_block:] if n in order and _NORM.search(n)]
+    return after[-1] if after else None
 
 
 @contextlib.contextmanager
