@@ -43,6 +43,7 @@ GATE_UP = {"gate_up_proj", "gate_up"}
 SSM = {"in_proj": "ssm.in", "x_proj": "ssm.x", "dt_proj": "ssm.dt", "out_proj": "ssm.out"}
 SSM |= {"a_log": "ssm.a", "a": "ssm.a"}
 
+_MLP_WORDS = {"feed_forward", "feedforward", "ffn", "mlp", "ff", "channel_mix", "fc"}
 _CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
 _EXPERT = re.compile(r"^(?:\w*_)?experts?$")
 _SHARED = re.compile(r"^shared_(?:experts?|mlp)$")
@@ -112,14 +113,31 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
         return Named("mlp.router", "shared" if leaf == "shared_expert_gate" else variant)
     if leaf == "gate":
         return Named("mlp.gate", variant)
-    if any(c in ("feed_forward", "ffn", "mlp", "channel_mix") for c in words):
+    if any(c in _MLP_WORDS for c in words):
         if leaf == "key":
             return Named("mlp.up", variant)
         if leaf == "value":
             return Named("mlp.down", variant)
         if leaf == "receptance":
             return Named("mlp.gate", variant)
+        if leaf.isdigit():  # an nn.Sequential MLP: its first matrix reads, its last writes
+            numbered = sorted(
+                int(split_name(s)[0])
+                for s in siblings
+                if _parent(s) == _parent(rest) and split_name(s)[0].isdigit()
+            )
+            if len(numbered) > 1 and int(leaf) == numbered[0]:
+                return Named("mlp.up", variant)
+            if len(numbered) > 1 and int(leaf) == numbered[-1]:
+                return Named("mlp.down", variant)
+    if leaf in (Q | K | V) - {"q", "k", "v", "key", "value"}:  # unambiguous without context
+        return Named("attn." + ("q" if leaf in Q else "k" if leaf in K else "v"), variant)
     return Named("other", variant)
+
+
+def _parent(rest: str) -> str:
+    parts = rest.split(".")
+    return ".".join(parts[:-2] if parts[-1] == "weight" else parts[:-1])
 
 
 def _variant(context: list[str]) -> str:
@@ -144,11 +162,13 @@ def is_expert_tensor(rest: str, ndim: int) -> bool:
 # -- outside the blocks: embeddings (depth 0) and heads (depth L+1) ------------------------
 
 _EMBED = re.compile(
-    r"embed|(?:^|\.)(?:wte|wpe|shared|stem)(?:\.|$)|patch|position|pos_emb|"
+    r"embed|emb(?:\.|_|$)|(?:^|\.)(?:wte|wpe|shared|stem|tok|tokens?|words?)(?:\.|$)|"
+    r"patch|position|pos_emb|"
     r"(?:cls|distillation|mask|register)_tokens?|relative|rel_"
 )
 _TOKEN = re.compile(r"(?:^|\.)(cls|distillation|mask|register)_tokens?$")
 _PLAIN_HEAD = {"lm_head", "classifier", "score", "fc", "head", "cls", "qa_outputs", "logits"}
+_PLAIN_HEAD |= {"out", "output", "unembed"}
 
 
 def is_embedding(name: str) -> bool:
