@@ -15,6 +15,7 @@ Convolutional outputs (batch, channels, h, w) are averaged over space.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,11 @@ from explorer.kernel.device import resolve_device
 from explorer.probe import Probe
 from explorer.sources.checkpoint import Checkpoint
 from explorer.sources.load import Loadable, load
+from explorer.sources.matrices import matrix_shape
+from explorer.sources.structure import Structure, find_structure
 
 POOLINGS = ("mean", "first", "last", "all")
+PROBE = "__probe__"  # key of a tensor probe's batch in the per-batch inputs dict
 
 
 @dataclass(frozen=True)
@@ -44,33 +48,25 @@ class Tap:
 
 
 def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
-    """The module (and side) that yields each depth's hidden state for this checkpoint."""
-    layout = ck._layout
+    """The module (and side) that yields each depth's hidden state for this checkpoint.
+
+    Blocks come from the model's own parameter names (the same rule as the layer table, see
+    :mod:`explorer.sources.structure`), so a checkpoint whose file names differ from its
+    module's (transformers renames some) still finds its block modules, in the same order.
+    """
     names = [n for n, _ in model.named_modules()]
-    family = layout.family
-    if family is not None and family.block_module:
-        pattern = re.compile(family.block_module)
-        depth_of_key = {k: i + 1 for i, k in enumerate(layout.block_keys)}
-        blocks: dict[int, str] = {}
-        for name in names:
-            m = pattern.search(name)
-            if not m:
-                continue
-            key = tuple(
-                int(v) for k, v in sorted(m.groupdict().items()) if re.fullmatch(r"b\d+", k)
-            )
-            if key in depth_of_key:
-                blocks.setdefault(depth_of_key[key], name)
-        if blocks:
-            taps = [Tap(0, blocks[min(blocks)], "input")]
-            taps += [Tap(d, blocks[d], "output") for d in sorted(blocks)]
-            head = _first_match(names, family.head_modules)
-            if head is not None:
-                taps.append(Tap(max(blocks) + 1, head, "output"))
-            return taps
+    structure = module_structure(model)
+    blocks = [b for stack in structure.stacks for b in stack.blocks]
+    if blocks and len(blocks) == ck.n_blocks and all(b in set(names) for b in blocks):
+        taps = [Tap(0, blocks[0], "input")]
+        taps += [Tap(i + 1, b, "output") for i, b in enumerate(blocks)]
+        head = _head_module(model, blocks)
+        if head is not None:
+            taps.append(Tap(len(blocks) + 1, head, "output"))
+        return taps
     # module order: the weighted modules in the order of the layer table
     weighted = []
-    for e in layout.entries:
+    for e in ck.entries:
         module_name = e.name.rsplit(".", 1)[0] if "." in e.name else ""
         module_name = module_name.replace(".base_layer", "")
         if module_name in names and module_name not in weighted:
@@ -82,12 +78,35 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
     return taps
 
 
-def _first_match(names: list[str], patterns: Sequence[str]) -> str | None:
-    for pattern in patterns:
-        for name in names:
-            if re.search(pattern, name):
+def module_structure(model: nn.Module) -> Structure:
+    """Blocks and stacks of a module, from the names of its weight matrices."""
+    matrices = [
+        n for n, p in model.named_parameters() if matrix_shape(tuple(p.shape), ()) is not None
+    ]
+    return find_structure(matrices)
+
+
+_HEADS = re.compile(r"(?:^|\.)(?:lm_head|score|classifier|qa_outputs|fc|head|cls)$")
+_NORM = re.compile(r"(?:^|\.)(?:\w*norm\w*|ln_f)$", re.IGNORECASE)
+
+
+def _head_module(model: nn.Module, blocks: list[str]) -> str | None:
+    """Depth L+1: a head (``lm_head``, ``classifier``...), else a pooler, else the final norm.
+
+    Only modules outside every block count; the final norm is the last norm registered after
+    the last block.
+    """
+    inside = tuple(b + "." for b in blocks)
+    order = [n for n, _ in model.named_modules() if n and not n.startswith(inside)]
+    order = [n for n in order if n not in blocks]
+    for pattern in (_HEADS, re.compile(r"(?:^|\.)pooler$")):
+        for name in order:
+            if pattern.search(name):
                 return name
-    return None
+    all_names = [n for n, _ in model.named_modules()]
+    last_block = all_names.index(blocks[-1])
+    after = [n for n in all_names[last_block:] if n in order and _NORM.search(n)]
+    return after[-1] if after else None
 
 
 @contextlib.contextmanager
@@ -167,6 +186,8 @@ def capture(
     labels: dict[str, Sequence] | None = None,
     seed: int = 0,
     progress: bool | None = None,
+    decoder_input_ids: torch.Tensor | np.ndarray | None = None,
+    stack: str | None = None,
 ) -> Activations:
     """Hidden states per depth of ``checkpoint`` on ``probe``.
 
@@ -197,6 +218,24 @@ def capture(
     progress
         Show a progress bar (tqdm: text in a terminal, a widget in a notebook). ``None`` shows
         one when there are more than four batches.
+    decoder_input_ids
+        Encoder-decoder models only: the decoder's input ids, one row per probe input. By
+        default the decoder reads the probe's token ids shifted right by one, behind the
+        model's ``decoder_start_token_id`` (else its pad, else its bos token, else 0): the
+        teacher-forcing input, of the probe's own length, so decoder depths pool over the same
+        tokens as encoder depths. Without token ids (``inputs_embeds``, audio features) the
+        decoder reads that start token alone.
+    stack
+        Two-tower models (a text and a vision tower, as in CLIP): the tower to run. By default
+        the one the probe fits: token ids and strings run the ``text`` tower, images
+        (4-D float tensors) the ``vision`` tower, other float tensors the ``audio`` tower.
+        Only that tower's depths are captured (depth 0 is the input of its first block).
+
+    Inputs: strings (tokenised with the checkpoint's tokenizer), integer tensors (token ids,
+    passed as ``input_ids`` to models with a transformers config), float tensors whose last
+    axis is the model's embedding width and which have three axes (passed as
+    ``inputs_embeds`` to models that take them), and any other tensor (pixel values, audio
+    features, plain features), passed as the first argument.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r}; choose one of {POOLINGS}")
@@ -206,9 +245,9 @@ def capture(
     dev = resolve_device(device)
     model = ck.module()
     batches, n_inputs, point_labels, tokenizer = _batches(
-        ck, probe, batch_size, max_length, labels, max_points, seed, pooling
+        ck, probe, batch_size, max_length, labels, max_points, seed, pooling, decoder_input_ids
     )
-    taps = taps_for(ck, model)
+    runner, taps = _runner_and_taps(ck, model, batches[0][0], stack)
     if depths is not None:
         wanted = set(depths)
         unknown = wanted - {t.depth for t in taps}
@@ -230,12 +269,13 @@ def capture(
     tokens = _TokenSample(max_points, seed) if pooling == "all" else None
     bar = _progress(len(batches) > 4 if progress is None else progress, n_inputs, ck.name)
     try:
-        with torch.no_grad(), hooked(model, taps) as caught:
+        with torch.no_grad(), hooked(runner, taps) as caught:
             offset = 0
             for batch_index, (inputs, mask) in enumerate(batches):
                 caught.clear()
-                _forward(model, inputs, mask, dev, ck, batch_index)
+                _forward(runner, inputs, dev, ck, batch_index)
                 n = _batch_len(inputs)
+                _batch_first(caught, n)
                 if tokens is not None:
                     tokens.add(caught, mask, offset, n, kept, dtype)
                 else:
@@ -277,8 +317,12 @@ def capture(
 # -- probes -----------------------------------------------------------------------------------
 
 
-def _batches(ck, probe, batch_size, max_length, labels, max_points, seed, pooling):
-    """Turn any probe into a re-iterable list of ``(inputs, mask)`` batches plus labels."""
+def _batches(ck, probe, batch_size, max_length, labels, max_points, seed, pooling, decoder_ids):
+    """Turn any probe into a re-iterable list of ``(inputs, mask)`` batches plus labels.
+
+    ``inputs`` is the tokenizer's dict for text, else a dict with the probe tensor under
+    ``PROBE`` (and ``decoder_input_ids`` when given).
+    """
     if isinstance(probe, Probe):
         labels = {**probe.labels, **(labels or {})}
         probe = probe.inputs
@@ -316,9 +360,22 @@ def _batches(ck, probe, batch_size, max_length, labels, max_points, seed, poolin
         n = x.shape[0]
         index = _subset(n, max_points, seed) if pooling != "all" else np.arange(n)
         x = x[torch.as_tensor(index)]
-        batches = [(x[i : i + batch_size], None) for i in range(0, len(index), batch_size)]
+        batches = [({PROBE: x[i : i + batch_size]}, None) for i in range(0, len(index), batch_size)]
     if n == 0:
         raise ProbeError("the probe is empty: give at least one input")
+    if decoder_ids is not None:
+        dec = _as_tensor(decoder_ids, ck.name)
+        if dec.ndim != 2 or dec.shape[0] != n or dec.is_floating_point():
+            raise ProbeError(
+                f"decoder_input_ids has shape {tuple(dec.shape)} ({dec.dtype}); give integer "
+                f"token ids, one row per probe input: ({n}, length)"
+            )
+        dec = dec[torch.as_tensor(index)]
+        start = 0
+        for inputs, _ in batches:
+            size = _batch_len(inputs)
+            inputs["decoder_input_ids"] = dec[start : start + size]
+            start += size
     for key, values in labels.items():
         if len(values) != n:
             raise ProbeError(f"label {key!r} has {len(values)} values for {n} probe inputs")
@@ -375,33 +432,125 @@ def _subset(n: int, max_points: int | None, seed: int) -> np.ndarray:
 
 
 def _batch_len(inputs) -> int:
-    if isinstance(inputs, dict):
-        return int(next(iter(inputs.values())).shape[0])
-    return int(inputs.shape[0])
+    return int(next(iter(inputs.values())).shape[0])
 
 
-def _forward(model, inputs, mask, dev, ck, batch_index) -> None:
-    try:
-        if isinstance(inputs, dict):
-            model(**{k: v.to(dev) for k, v in inputs.items()})
+def _batch_first(caught: dict[int, torch.Tensor], n: int) -> None:
+    """Sequence-first hidden states (torch's ``batch_first=False`` layers) become batch-first."""
+    for depth, h in caught.items():
+        if isinstance(h, torch.Tensor) and h.ndim == 3 and h.shape[0] != n and h.shape[1] == n:
+            caught[depth] = h.transpose(0, 1)
+
+
+def _model_kwargs(model: nn.Module, inputs: dict, dev) -> tuple[tuple, dict]:
+    """Positional and keyword arguments for one batch (see :func:`capture`'s Inputs)."""
+    kwargs = {k: v.to(dev) for k, v in inputs.items() if k != PROBE}
+    args: tuple = ()
+    if PROBE in inputs:
+        x = inputs[PROBE].to(dev)
+        params = _forward_params(model)
+        first = next(model.parameters(), None)
+        if x.is_floating_point() and first is not None and first.is_floating_point():
+            x = x.to(first.dtype)
+        if not x.is_floating_point() and "input_ids" in params:
+            kwargs["input_ids"] = x
+        elif (
+            x.is_floating_point()
+            and x.ndim == 3
+            and "inputs_embeds" in params
+            and x.shape[-1] == _embedding_width(model)
+        ):
+            kwargs["inputs_embeds"] = x
         else:
-            x = inputs.to(dev)
-            if x.is_floating_point():
-                first = next(model.parameters(), None)
-                if first is not None and first.is_floating_point():
-                    x = x.to(first.dtype)
-            model(x)
+            args = (x,)
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" not in kwargs:
+        kwargs["decoder_input_ids"] = _decoder_ids(config, kwargs, args, dev)
+    return args, kwargs
+
+
+def _decoder_ids(config, kwargs: dict, args: tuple, dev) -> torch.Tensor:
+    """The documented default: the input ids shifted right behind the decoder's start token."""
+    candidates = (
+        getattr(config, "decoder_start_token_id", None),
+        getattr(config, "pad_token_id", None),
+        getattr(config, "bos_token_id", None),
+    )
+    start = next((v for v in candidates if isinstance(v, int)), 0)
+    ids = kwargs.get("input_ids")
+    if ids is not None:
+        shifted = torch.full_like(ids, start)
+        shifted[:, 1:] = ids[:, :-1]
+        return shifted
+    x = kwargs.get("inputs_embeds")
+    n = (x if x is not None else args[0] if args else next(iter(kwargs.values()))).shape[0]
+    return torch.full((n, 1), start, dtype=torch.long, device=dev)
+
+
+def _forward_params(model: nn.Module) -> set[str]:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _embedding_width(model: nn.Module) -> int | None:
+    get = getattr(model, "get_input_embeddings", None)
+    try:
+        emb = get() if callable(get) else None
+    except (NotImplementedError, AttributeError):
+        return None
+    return getattr(emb, "embedding_dim", None)
+
+
+def _runner_and_taps(ck: Checkpoint, model: nn.Module, first_batch: dict, stack: str | None):
+    """The module to run and its taps: the whole model, or one tower of a two-tower model."""
+    taps = taps_for(ck, model)
+    structure = module_structure(model)
+    names = [s.name for s in structure.stacks]
+    towers = {"text", "vision", "audio"} & set(names)
+    if len(towers) < 2 or getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        if stack is not None and stack not in names:
+            raise ProbeError(
+                f"stack={stack!r}: {ck.name} has the stacks {names}; stack= chooses a tower "
+                "of a two-tower model"
+            )
+        return model, taps
+    if stack is None:
+        x = first_batch.get(PROBE)
+        if x is None or not x.is_floating_point():
+            stack = "text"
+        else:
+            stack = "vision" if x.ndim == 4 else "audio"
+    chosen = next((s for s in structure.stacks if s.name == stack), None)
+    if chosen is None:
+        raise ProbeError(f"stack={stack!r}: {ck.name} has the towers {sorted(towers)}")
+    root = chosen.root.rstrip(".")
+    try:
+        runner = model.get_submodule(root)
+    except AttributeError:
+        raise ProbeError(f"{ck.name}: cannot find the module of its {stack} tower") from None
+    blocks = set(chosen.blocks)
+    kept = [t for t in taps if t.module in blocks and t.side == "output"]
+    first = Tap(0, chosen.blocks[0], "input")
+    head = _head_module(runner, [b[len(root) + 1 :] for b in chosen.blocks])
+    tail = [Tap(ck.n_blocks + 1, f"{root}.{head}", "output")] if head is not None else []
+    local = [Tap(t.depth, t.module[len(root) + 1 :], t.side) for t in [first, *kept, *tail]]
+    return runner, local
+
+
+def _forward(model, inputs, dev, ck, batch_index) -> None:
+    try:
+        args, kwargs = _model_kwargs(model, inputs, dev)
+        model(*args, **kwargs)
     except torch.cuda.OutOfMemoryError as exc:
         raise ProbeError(
             f"out of GPU memory running {ck.name} on a batch: pass a smaller batch_size, "
             "or device='cpu'"
         ) from exc
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        shape = (
-            {k: tuple(v.shape) for k, v in inputs.items()}
-            if isinstance(inputs, dict)
-            else tuple(inputs.shape)
-        )
+        shapes = {k: tuple(v.shape) for k, v in inputs.items()}
+        shape = shapes[PROBE] if list(shapes) == [PROBE] else shapes
         first = ck.entries[0]
         raise ProbeError(
             f"running {ck.name} on the probe failed at batch {batch_index} (inputs of shape "

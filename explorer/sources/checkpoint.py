@@ -11,13 +11,8 @@ import torch
 
 from explorer.errors import LayerError, SourceError
 from explorer.kernel.device import resolve_device
-from explorer.sources.families import (
-    LayerEntry,
-    Layout,
-    apply_transforms,
-    parse_address,
-    resolve,
-)
+from explorer.sources.families import LayerEntry, Layout, parse_address, resolve
+from explorer.sources.matrices import apply_transforms
 from explorer.sources.stores import TensorStore
 
 if TYPE_CHECKING:
@@ -38,8 +33,9 @@ class Checkpoint:
     name : str
         A short label (file or directory name, or the module's class name).
     family : str
-        The naming family that was recognised (``bert``, ``gpt2``, ``llama``, ``vit``, ``resnet``,
-        ``mlp``, or ``sequential`` for module order).
+        A label: a well-known family (``bert``, ``gpt2``, ``llama``, ``vit``, ``resnet``), else the
+        config's ``model_type``, else ``blocks`` when blocks were found in the structure, and
+        ``mlp`` or ``sequential`` for models without blocks (module order).
     source : str
         Where it came from (a path, or ``"<nn.Module>"`` / ``"<state_dict>"``).
     meta : dict
@@ -56,6 +52,7 @@ class Checkpoint:
         module_factory: Callable[[], nn.Module] | None = None,
         tokenizer_factory: Callable[[], Any] | None = None,
         meta: dict | None = None,
+        config: dict | None = None,
     ):
         self._store = store
         self.name = name
@@ -85,7 +82,9 @@ class Checkpoint:
             {n: store.shape(n) for n in names},
             {n: str(store.dtype(n)).replace("torch.", "") for n in names},
             model_type=model_type,
+            config=config,
         )
+        self.config = dict(config or {})
         self._by_address = {e.address: e for e in self._layout.entries}
         if not self._layout.entries:
             if self.skipped:
@@ -119,7 +118,13 @@ class Checkpoint:
 
     @property
     def layers(self) -> pd.DataFrame:
-        """One row per weight matrix: address, depth, role, name, shape, dtype, params."""
+        """One row per weight matrix: address, depth, role, name, shape, dtype, params, stack.
+
+        ``stack`` names the stack of blocks a row belongs to (``encoder``, ``decoder``,
+        ``vision``, ``text``, ``main``...; empty for a shared embedding or head, and for models
+        without blocks). Depth runs across the stacks in forward order: see
+        :mod:`explorer.sources.structure`.
+        """
         import pandas as pd
 
         return pd.DataFrame(
@@ -131,6 +136,7 @@ class Checkpoint:
                 "shape": [e.shape for e in self.entries],
                 "dtype": [e.dtype for e in self.entries],
                 "params": [e.params for e in self.entries],
+                "stack": [e.stack for e in self.entries],
             }
         )
 

@@ -1,32 +1,54 @@
-"""The naming rules: how each architecture family's parameter names map onto ``blocks.{i}.{role}``.
+"""The layer table: every weight matrix of a checkpoint at ``blocks.{depth}.{role}[.{variant}]``.
 
-One table (:data:`FAMILIES`) holds every family, like nnsight's rename map. A rule is a regular
-expression on the original parameter name; its named groups ``b0``, ``b1``, ... form the block key
-(``encoder.layer.3`` has key ``(3,)``, a ResNet's ``stages.1.layers.2`` has ``(1, 2)``) and blocks
-are numbered 1..L in the order of their keys. Rules without block groups sit at depth 0
-(embeddings, stems) or at depth L+1 (heads). Depth 0 = embeddings, 1..L = blocks, L+1 = head.
+The depth axis comes from the model's structure (:mod:`explorer.sources.structure`): depth 0
+holds the embeddings (of every stack), depths 1..L the blocks (several stacks, such as an encoder
+and a decoder, one after the other in forward order, each row naming its ``stack``), and L+1 the
+head: every matrix outside the blocks that is not embedding-like. Roles come from a vocabulary of
+parameter names (:mod:`explorer.sources.roles`); matrices are built by the transforms of
+:mod:`explorer.sources.matrices`.
 
-Transforms turn the stored tensor into the (out, in) matrix that is analysed:
-``T`` transposes (GPT-2's Conv1D stores (in, out)); ``qkv0``/``qkv1``/``qkv2`` take the q, k or v
-third of a fused projection along the output axis; tensors with more than two axes are reshaped to
-(out, in * k * k) (convolutions) after leading singleton axes are squeezed (ViT's position table).
+Two things structure cannot tell are decided here:
 
-In a recognised family, a matrix no rule names gets role ``other``: in its block if its name lies
-inside one, at depth 0 if it looks like an embedding, else with the head. Rows are sorted by depth,
-role, variant and name (numbers compared as numbers), never by storage order, so a module, a torch
-file and a safetensors file of the same model give the same table.
+- *orientation*: a block's attention and MLP matrices read the model's width ``d`` (the size
+  most of them share). A matrix whose role reads ``d`` (q, k, v, up, gate) but stores it as rows,
+  or writes ``d`` (o, down) but stores it as columns, is transposed; square ones follow the
+  majority of their stack (GPT-2's Conv1D stores every matrix as (in, out)).
+- *fused layouts* (:data:`INTERLEAVED`, :func:`qkv_parts`): most fused q/k/v projections stack
+  [q; k; v] (GPT-2, torch's ``in_proj_weight``, Phi-3 with fewer k/v heads), but GPT-NeoX,
+  Bloom, Persimmon and DeBERTa store q, k and v head after head, and Falcon has its own two
+  layouts. A head-interleaved fused matrix is split only when the config gives the head count;
+  otherwise it stays whole, as ``attn.qkv``. Fused [gate; up] (Phi-3, Mixtral's experts) splits
+  in halves, gate first.
 
-An unknown model falls back to module order (family ``sequential``, or ``mlp`` for a chain of
-Linear layers): every weight is a block of its own, role ``conv`` for kernels and ``other`` (or
-``mlp.up``) for the rest, and the last matrix is the ``head``. Its order is the store's order, so
-a safetensors file (which keeps no module order) is read in natural name order.
+In a mixture of experts, each expert's matrices sit at its block's depth with the expert's index
+as variant (``blocks.3.mlp.up.5``). Several matrices with one address get ``.1``, ``.2``, ... in
+name order. Rows are sorted by depth, role, variant and name (numbers compared as numbers), never
+by storage order, so a module, a torch file and a safetensors file give the same table.
+
+A model without blocks (a plain MLP, an ``nn.Sequential`` of single layers) falls back to module
+order (family ``sequential``, or ``mlp`` for a chain of Linear layers): every weight is a block of
+its own, and the last matrix is the ``head``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+
+from explorer.sources.matrices import apply_transforms, effective_ndim, matrix_shape, rows
+from explorer.sources.roles import (
+    Named,
+    block_role,
+    embed_role,
+    head_role,
+    is_embedding,
+    is_expert_tensor,
+)
+from explorer.sources.structure import Structure, find_structure, natural_key
+
+__all__ = ["ROLES", "LayerEntry", "Layout", "apply_transforms", "parse_address", "resolve"]
 
 ROLES = (
     "embed",
@@ -34,178 +56,51 @@ ROLES = (
     "attn.k",
     "attn.v",
     "attn.o",
+    "attn.qkv",
     "mlp.up",
     "mlp.gate",
     "mlp.down",
+    "mlp.gate_up",
+    "mlp.router",
+    "ssm.in",
+    "ssm.x",
+    "ssm.dt",
+    "ssm.a",
+    "ssm.out",
     "conv",
     "head",
     "other",
 )
 
-
-@dataclass(frozen=True)
-class Rule:
-    """One naming rule: ``pattern`` (regex searched at the end of the name) -> role at a position."""
-
-    pattern: str
-    role: str
-    position: str = "block"  # "embed" (depth 0), "block" (1..L, from groups b0, b1...), "head"
-    variant: str = ""  # appended to the role, may use other named groups: "{j}" or "position"
-    transforms: tuple[str, ...] = ("",)  # one matrix per transform (fused qkv gives three)
+_READS_WIDTH = {"attn.q", "attn.k", "attn.v", "attn.qkv", "mlp.up", "mlp.gate", "mlp.gate_up"}
+_WRITES_WIDTH = {"attn.o", "mlp.down"}
 
 
 @dataclass(frozen=True)
 class Family:
-    """An architecture family: how to recognise it, its rules, and where its hidden states are.
-
-    ``block_module`` matches the module names whose outputs are the block hidden states (same
-    groups as the rules); ``head_modules`` are tried in order for the depth L+1 hidden state.
-    """
+    """A well-known family, recognised by ``model_type`` or a marker name (a label only)."""
 
     name: str
-    rules: tuple[Rule, ...]
-    markers: tuple[str, ...] = ()
     model_types: tuple[str, ...] = ()
-    block_module: str = ""
-    head_modules: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
 
 
-BERT = Family(
-    name="bert",
-    model_types=("bert", "roberta", "xlm-roberta", "electra"),
-    markers=(r"encoder\.layer\.\d+\.attention\.self\.query\.weight$",),
-    rules=(
-        Rule(r"embeddings\.word_embeddings\.weight$", "embed", "embed"),
-        Rule(r"embeddings\.position_embeddings\.weight$", "embed", "embed", "position"),
-        Rule(r"embeddings\.token_type_embeddings\.weight$", "embed", "embed", "token_type"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.self\.query\.weight$", "attn.q"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.self\.key\.weight$", "attn.k"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.self\.value\.weight$", "attn.v"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.attention\.output\.dense\.weight$", "attn.o"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.intermediate\.dense\.weight$", "mlp.up"),
-        Rule(r"encoder\.layer\.(?P<b0>\d+)\.output\.dense\.weight$", "mlp.down"),
-        Rule(r"pooler\.dense\.weight$", "head", "head", "pooler"),
-        Rule(r"(?:classifier|cls\.predictions\.transform\.dense)\.weight$", "head", "head"),
+FAMILIES: tuple[Family, ...] = (
+    Family("bert", ("bert", "roberta", "xlm-roberta", "electra"), (r"attention\.self\.query\.",)),
+    Family("gpt2", ("gpt2",), (r"(?:^|\.)h\.\d+\.attn\.c_attn\.weight$",)),
+    Family("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo")),
+    Family(
+        "vit",
+        ("vit", "deit", "dinov2"),
+        (r"attention\.attention\.query\.weight$", r"(?:^|\.)layers\.\d+\.attention\.q_proj\."),
     ),
-    block_module=r"encoder\.layer\.(?P<b0>\d+)$",
-    head_modules=(r"classifier$", r"pooler$"),
+    Family("resnet", ("resnet",), (r"encoder\.stages\.\d+\.layers\.\d+\.",)),
+    Family("resnet-torchvision", (), (r"^layer1\.0\.conv1\.weight$",)),
+    Family("llama", (), (r"layers\.\d+\.self_attn\.q_proj\.weight$",)),
 )
 
-GPT2 = Family(
-    name="gpt2",
-    model_types=("gpt2",),
-    markers=(r"h\.\d+\.attn\.c_attn\.weight$",),
-    rules=(
-        Rule(r"wte\.weight$", "embed", "embed"),
-        Rule(r"wpe\.weight$", "embed", "embed", "position"),
-        Rule(
-            r"h\.(?P<b0>\d+)\.attn\.c_attn\.weight$",
-            "attn.qkv",
-            transforms=("T,qkv0", "T,qkv1", "T,qkv2"),
-        ),
-        Rule(r"h\.(?P<b0>\d+)\.attn\.c_proj\.weight$", "attn.o", transforms=("T",)),
-        Rule(r"h\.(?P<b0>\d+)\.mlp\.c_fc\.weight$", "mlp.up", transforms=("T",)),
-        Rule(r"h\.(?P<b0>\d+)\.mlp\.c_proj\.weight$", "mlp.down", transforms=("T",)),
-        Rule(r"(?:lm_head|score)\.weight$", "head", "head"),
-    ),
-    block_module=r"(?:^|\.)h\.(?P<b0>\d+)$",
-    head_modules=(r"(?:lm_head|score)$", r"ln_f$"),
-)
-
-LLAMA = Family(
-    name="llama",
-    model_types=("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo"),
-    markers=(r"layers\.\d+\.self_attn\.q_proj\.weight$",),
-    rules=(
-        Rule(r"embed_tokens\.weight$", "embed", "embed"),
-        Rule(r"layers\.(?P<b0>\d+)\.self_attn\.q_proj\.weight$", "attn.q"),
-        Rule(r"layers\.(?P<b0>\d+)\.self_attn\.k_proj\.weight$", "attn.k"),
-        Rule(r"layers\.(?P<b0>\d+)\.self_attn\.v_proj\.weight$", "attn.v"),
-        Rule(r"layers\.(?P<b0>\d+)\.self_attn\.o_proj\.weight$", "attn.o"),
-        Rule(
-            r"layers\.(?P<b0>\d+)\.self_attn\.qkv_proj\.weight$",
-            "attn.qkv",
-            transforms=("qkv0", "qkv1", "qkv2"),
-        ),
-        Rule(r"layers\.(?P<b0>\d+)\.mlp\.gate_proj\.weight$", "mlp.gate"),
-        Rule(r"layers\.(?P<b0>\d+)\.mlp\.up_proj\.weight$", "mlp.up"),
-        Rule(r"layers\.(?P<b0>\d+)\.mlp\.down_proj\.weight$", "mlp.down"),
-        Rule(r"(?:lm_head|score)\.weight$", "head", "head"),
-    ),
-    block_module=r"layers\.(?P<b0>\d+)$",
-    head_modules=(r"(?:lm_head|score)$", r"(?:^|\.)norm$"),
-)
-
-_VIT_BLOCK = r"(?:encoder\.layer|(?:^|\.)layers)\.(?P<b0>\d+)"
-
-VIT = Family(
-    name="vit",
-    model_types=("vit", "deit", "dinov2"),
-    # Two spellings: the checkpoint files (``encoder.layer.N.attention.attention.query``) and the
-    # modules of transformers >= 5 (``layers.N.attention.q_proj``, ``mlp.fc1``).
-    markers=(
-        r"encoder\.layer\.\d+\.attention\.attention\.query\.weight$",
-        r"(?:^|\.)layers\.\d+\.attention\.q_proj\.weight$",
-    ),
-    rules=(
-        Rule(r"embeddings\.patch_embeddings\.projection\.weight$", "embed", "embed"),
-        Rule(r"embeddings\.position_embeddings$", "embed", "embed", "position"),
-        Rule(
-            r"embeddings\.(?P<token>cls|distillation|mask|register)_tokens?$",
-            "embed",
-            "embed",
-            "{token}",
-        ),
-        Rule(rf"{_VIT_BLOCK}\.attention\.(?:attention\.query|q_proj)\.weight$", "attn.q"),
-        Rule(rf"{_VIT_BLOCK}\.attention\.(?:attention\.key|k_proj)\.weight$", "attn.k"),
-        Rule(rf"{_VIT_BLOCK}\.attention\.(?:attention\.value|v_proj)\.weight$", "attn.v"),
-        Rule(rf"{_VIT_BLOCK}\.attention\.(?:output\.dense|o_proj)\.weight$", "attn.o"),
-        Rule(rf"{_VIT_BLOCK}\.(?:intermediate\.dense|mlp\.fc1)\.weight$", "mlp.up"),
-        Rule(rf"{_VIT_BLOCK}\.(?:output\.dense|mlp\.fc2)\.weight$", "mlp.down"),
-        Rule(r"pooler\.dense\.weight$", "head", "head", "pooler"),
-        Rule(r"classifier\.weight$", "head", "head"),
-    ),
-    block_module=rf"{_VIT_BLOCK}$",
-    head_modules=(r"classifier$", r"pooler$", r"(?:^|\.)layernorm$"),
-)
-
-RESNET_HF = Family(
-    name="resnet",
-    model_types=("resnet",),
-    markers=(r"encoder\.stages\.\d+\.layers\.\d+\.",),
-    rules=(
-        Rule(r"embedder\.embedder\.convolution\.weight$", "conv", "embed"),
-        Rule(
-            r"stages\.(?P<b0>\d+)\.layers\.(?P<b1>\d+)\.layer\.(?P<j>\d+)\.convolution\.weight$",
-            "conv",
-            variant="{j}",
-        ),
-        Rule(
-            r"stages\.(?P<b0>\d+)\.layers\.(?P<b1>\d+)\.shortcut\.convolution\.weight$",
-            "conv",
-            variant="shortcut",
-        ),
-        Rule(r"classifier\.\d+\.weight$", "head", "head"),
-    ),
-    block_module=r"stages\.(?P<b0>\d+)\.layers\.(?P<b1>\d+)$",
-    head_modules=(r"^classifier$", r"pooler$"),
-)
-
-RESNET_TORCHVISION = Family(
-    name="resnet-torchvision",
-    markers=(r"^layer1\.0\.conv1\.weight$",),
-    rules=(
-        Rule(r"^conv1\.weight$", "conv", "embed"),
-        Rule(r"^layer(?P<b0>\d+)\.(?P<b1>\d+)\.conv(?P<j>\d+)\.weight$", "conv", variant="{j}"),
-        Rule(r"^layer(?P<b0>\d+)\.(?P<b1>\d+)\.downsample\.0\.weight$", "conv", variant="shortcut"),
-        Rule(r"^fc\.weight$", "head", "head"),
-    ),
-    block_module=r"^layer(?P<b0>\d+)\.(?P<b1>\d+)$",
-    head_modules=(r"^fc$",),
-)
-
-# Plain MLPs and unknown models are recognised structurally in `resolve` (module order).
-FAMILIES: tuple[Family, ...] = (BERT, GPT2, LLAMA, VIT, RESNET_HF, RESNET_TORCHVISION)
+# Model types whose fused q/k/v projection holds [q_h; k_h; v_h] for each head h in turn.
+INTERLEAVED = ("gpt_neox", "gpt_neox_japanese", "bloom", "persimmon", "deberta")
 
 
 @dataclass(frozen=True)
@@ -220,6 +115,7 @@ class LayerEntry:
     stored_shape: tuple[int, ...]
     dtype: str
     transforms: tuple[str, ...] = field(default=())
+    stack: str = ""
 
     @property
     def params(self) -> int:
@@ -228,52 +124,84 @@ class LayerEntry:
 
 @dataclass(frozen=True)
 class Layout:
-    """A resolved checkpoint: its family, its weight matrices and its block keys (depth 1..L)."""
+    """A resolved checkpoint: its family label, weight matrices, and blocks (depth 1..L)."""
 
-    family: Family | None
     family_name: str
     entries: tuple[LayerEntry, ...]
     n_blocks: int
-    block_keys: tuple[tuple[int, ...], ...]
+    structure: Structure | None = None
 
 
-def family_by_name(name: str) -> Family | None:
-    for fam in FAMILIES:
-        if fam.name == name:
-            return fam
-    return None
-
-
-def detect_family(names: list[str], model_type: str | None = None) -> Family | None:
-    """The family whose ``model_type`` (config.json) or marker names match, else None."""
+def family_label(names: list[str], model_type: str | None) -> str | None:
+    """The well-known family a checkpoint belongs to (by ``model_type``, then by names)."""
     if model_type:
         for fam in FAMILIES:
             if model_type in fam.model_types:
-                return fam
+                return fam.name
     for fam in FAMILIES:
         if any(re.search(m, n) for m in fam.markers for n in names):
-            return fam
+            return fam.name
     return None
 
 
-def matrix_shape(stored: tuple[int, ...], transforms: tuple[str, ...]) -> tuple[int, int] | None:
-    """Shape of the analysed matrix, or None for tensors that are not matrices (1-D, scalars)."""
-    shape = list(stored)
-    while len(shape) > 2 and shape[0] == 1:
-        shape.pop(0)
-    if len(shape) < 2 or min(shape) == 0:
-        return None
-    if len(shape) > 2:
-        shape = [shape[0], math.prod(shape[1:])]
-    out, inp = shape
-    for t in transforms:
-        if t == "T":
-            out, inp = inp, out
-        elif t.startswith("qkv"):
-            if out % 3:
+def _config_int(config: dict, *keys: str) -> int | None:
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def qkv_parts(
+    n_rows: int, width: int, model_type: str | None, config: dict | None
+) -> list[str] | None:
+    """The three ``rows`` transforms (q, k, v) of a fused projection, or None if unknown."""
+    config = config or {}
+    heads = _config_int(config, "num_attention_heads", "n_head", "num_heads", "n_heads")
+    kv = _config_int(config, "num_key_value_heads", "num_kv_heads", "n_head_kv")
+    if model_type == "falcon" and heads:
+        if config.get("new_decoder_architecture") and kv and heads % kv == 0:
+            per = heads // kv  # groups of [q_1..q_per, k, v]
+            if n_rows % (kv * (per + 2)):
                 return None
-            out //= 3
-    return (out, inp)
+            hd = n_rows // (kv * (per + 2))
+            period = (per + 2) * hd
+            return [rows(kv, period, 0, per * hd), rows(kv, period, per * hd, hd)] + [
+                rows(kv, period, (per + 1) * hd, hd)
+            ]
+        if config.get("multi_query", True):
+            if n_rows % (heads + 2):
+                return None
+            hd = n_rows // (heads + 2)
+            return [rows(1, n_rows, 0, heads * hd), rows(1, n_rows, heads * hd, hd)] + [
+                rows(1, n_rows, (heads + 1) * hd, hd)
+            ]
+    interleaved = model_type in INTERLEAVED or model_type == "falcon"
+    interleaved |= model_type == "gpt_bigcode" and not config.get("multi_query", True)
+    if interleaved:
+        if not heads or n_rows % (3 * heads):
+            return None
+        hd = n_rows // (3 * heads)
+        return [rows(heads, 3 * hd, i * hd, hd) for i in range(3)]
+    head_dim = _config_int(config, "head_dim")
+    q_rows = heads * head_dim if heads and head_dim else width
+    if not 0 < q_rows < n_rows or (n_rows - q_rows) % 2:
+        if n_rows % 3:
+            return None
+        q_rows = n_rows // 3
+    kv_rows = (n_rows - q_rows) // 2
+    return [rows(1, n_rows, 0, q_rows), rows(1, n_rows, q_rows, kv_rows)] + [
+        rows(1, n_rows, q_rows + kv_rows, kv_rows)
+    ]
+
+
+@dataclass
+class _Planned:
+    name: str
+    depth: int
+    stack: str
+    named: Named
+    experts: int  # > 0: an (experts, out, in) tensor
 
 
 def resolve(
@@ -281,81 +209,129 @@ def resolve(
     shapes: dict[str, tuple[int, ...]],
     dtypes: dict[str, str],
     model_type: str | None = None,
+    config: dict | None = None,
 ) -> Layout:
-    """Give every matrix-shaped parameter its address. Never fails: unknown names go to module order."""
-    family = detect_family(names, model_type)
-    if family is None:
+    """Give every matrix-shaped parameter its address. Never fails: see the module docstring."""
+    matrices = [n for n in names if matrix_shape(shapes[n], ()) is not None]
+    structure = find_structure(matrices)
+    if structure.n_blocks == 0:
         return _resolve_in_module_order(names, shapes, dtypes)
+    n_blocks = structure.n_blocks
+    stack_of_depth = {structure.depth_of[b]: s.name for s in structure.stacks for b in s.blocks}
+    several = len(structure.stacks) > 1
 
-    matched: list[tuple[str, Rule, re.Match]] = []
-    unmatched: list[str] = []
-    for name in names:
-        if matrix_shape(shapes[name], ()) is None:
+    located = {n: structure.locate(n) for n in matrices}
+    siblings: dict[str, set[str]] = {}
+    for loc in located.values():
+        if loc is not None:
+            siblings.setdefault(loc[1], set()).add(loc[2])
+
+    plan: list[_Planned] = []
+    for name in matrices:
+        ndim = effective_ndim(shapes[name])
+        loc = located[name]
+        if loc is not None:
+            depth, path, rest = loc
+            expert = is_expert_tensor(rest, len(shapes[name]))
+            named = block_role(rest, siblings[path], 2 if expert else ndim)
+            experts = shapes[name][0] if expert else 0
+            plan.append(_Planned(name, depth, stack_of_depth[depth], named, experts))
             continue
-        for rule in family.rules:
-            m = re.search(rule.pattern, name)
-            if m:
-                matched.append((name, rule, m))
-                break
+        stack = structure.stack_of(name)
+        stack_name = stack.name if stack is not None and several else ""
+        if ndim > 2 or is_embedding(name):
+            depth, named = 0, embed_role(name, ndim)
         else:
-            unmatched.append(name)
+            depth, named = n_blocks + 1, head_role(name)
+        if stack_name:
+            variant = f"{stack_name}.{named.variant}" if named.variant else stack_name
+            named = Named(named.role, variant, named.fused)
+        plan.append(_Planned(name, depth, stack_name, named, 0))
 
-    keys = sorted(
-        {
-            _block_key(m)
-            for _, rule, m in matched
-            if rule.position == "block" and _block_key(m) is not None
-        }
-    )
-    depth_of_key = {k: i + 1 for i, k in enumerate(keys)}
-    head_depth = len(keys) + 1
-
+    transposed = _orientation(plan, shapes)
+    kernels = Counter(p.depth for p in plan if p.named.role == "conv" and p.depth)
     entries: list[LayerEntry] = []
-    for name, rule, m in matched:
-        if rule.position == "embed":
-            depth = 0
-        elif rule.position == "head":
-            depth = head_depth
-        else:
-            depth = depth_of_key[_block_key(m)]
-        variant = rule.variant.format(**m.groupdict()) if rule.variant else ""
-        splits = [tuple(x for x in t.split(",") if x) for t in rule.transforms]
-        if any(matrix_shape(shapes[name], t) is None for t in splits):
-            # a "fused" matrix that cannot be split in three: keep it whole, as "other"
-            whole = tuple(x for x in splits[0] if not x.startswith("qkv"))
-            shape = matrix_shape(shapes[name], whole)
-            entries.append(_entry(depth, "other", variant, name, shape, shapes, dtypes, whole))
-            continue
-        for transforms in splits:
-            role = rule.role
-            if role == "attn.qkv":
-                role = "attn." + "qkv"[int(transforms[-1][-1])]
-            shape = matrix_shape(shapes[name], transforms)
-            entries.append(_entry(depth, role, variant, name, shape, shapes, dtypes, transforms))
+    for p in plan:
+        experts = range(p.experts) if p.experts else [None]
+        for j in experts:
+            base: tuple[str, ...] = (f"e{j}",) if j is not None else ()
+            variant = p.named.variant if j is None else str(j)
+            if p.named.role == "conv" and kernels[p.depth] > 1 and not variant:
+                variant = _conv_variant(p.name)
+            if p.name in transposed:
+                base += ("T",)
+            entries += _split(p, base, variant, shapes, dtypes, model_type, config)
 
-    # Matrices no rule names: inside a block module -> that block; embedding-like -> depth 0;
-    # anything else -> the head. Decided from the name alone, so every format agrees.
-    block_module = re.compile(family.block_module.rstrip("$")) if family.block_module else None
-    for name in unmatched:
-        m = block_module.search(name) if block_module is not None else None
-        if m and _block_key(m) in depth_of_key:
-            depth = depth_of_key[_block_key(m)]
-        elif re.search(r"embed|(?:^|\.)(?:wte|wpe|stem)(?:\.|$)", name):
-            depth = 0
-        else:
-            depth = head_depth
-        shape = matrix_shape(shapes[name], ())
-        entries.append(_entry(depth, "other", "", name, shape, shapes, dtypes, ()))
-
-    # A canonical order that does not depend on how the file stored its tensors (safetensors
-    # sorts them by dtype and name; a module lists them in definition order).
     entries.sort(key=_canonical_order)
-    return Layout(family, family.name, _unique(entries), len(keys), tuple(keys))
+    label = family_label(matrices, model_type) or model_type or "blocks"
+    return Layout(label, _unique(entries), n_blocks, structure)
 
 
-def natural_key(text: str) -> tuple:
-    """Sort key that orders ``layers.2`` before ``layers.10``."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text))
+def _orientation(plan: list[_Planned], shapes) -> set[str]:
+    """Names of block matrices stored as (in, out) (see the module docstring)."""
+    out: set[str] = set()
+    for stack in {p.stack for p in plan if 1 <= p.depth}:
+        members = [
+            p
+            for p in plan
+            if p.stack == stack
+            and p.depth >= 1
+            and p.named.role in _READS_WIDTH | _WRITES_WIDTH
+            and len(shapes[p.name]) - (1 if p.experts else 0) == 2
+        ]
+        dims = Counter(d for p in members for d in shapes[p.name][-2:])
+        if not dims:
+            continue
+        width = dims.most_common(1)[0][0]
+        votes: dict[str, bool] = {}
+        for p in members:
+            rows_, cols = shapes[p.name][-2:]
+            reads = p.named.role in _READS_WIDTH
+            if (cols if reads else rows_) == width and (rows_ if reads else cols) != width:
+                votes[p.name] = False
+            elif (rows_ if reads else cols) == width and (cols if reads else rows_) != width:
+                votes[p.name] = True
+        flipped = sum(votes.values()) > len(votes) / 2
+        for p in members:
+            if votes.get(p.name, flipped):
+                out.add(p.name)
+    return out
+
+
+def _conv_variant(name: str) -> str:
+    """Which of a block's several kernels: ``shortcut``, or the number in its name."""
+    low = name.lower()
+    if re.search(r"shortcut|downsample|residual", low):
+        return "shortcut"
+    parts = low.split(".")
+    digits = [re.search(r"(\d+)$", p).group(1) for p in parts[-3:] if re.search(r"\d+$", p)]
+    return digits[-1] if digits else ""
+
+
+def _split(p: _Planned, base, variant, shapes, dtypes, model_type, config) -> list[LayerEntry]:
+    """One entry, or the parts of a fused matrix (kept whole when its layout is unknown)."""
+    shape = matrix_shape(shapes[p.name], base)
+    role = p.named.role
+    parts: list[tuple[str, tuple[str, ...]]] = [(role, base)]
+    if p.named.fused == "qkv" and shape is not None:
+        split = qkv_parts(shape[0], shape[1], model_type, config)
+        if split is not None:
+            parts = [(f"attn.{r}", (*base, t)) for r, t in zip("qkv", split, strict=True)]
+    elif p.named.fused == "gate_up" and shape is not None and shape[0] % 2 == 0:
+        half = shape[0] // 2
+        parts = [
+            ("mlp.gate", (*base, rows(1, shape[0], 0, half))),
+            ("mlp.up", (*base, rows(1, shape[0], half, half))),
+        ]
+    out = []
+    for role, transforms in parts:
+        mshape = matrix_shape(shapes[p.name], transforms)
+        if mshape is None:
+            continue
+        out.append(
+            _entry(p.depth, role, variant, p.name, mshape, shapes, dtypes, transforms, p.stack)
+        )
+    return out
 
 
 def _canonical_order(e: LayerEntry) -> tuple:
@@ -374,7 +350,7 @@ def _resolve_in_module_order(
     """
     weights = [n for n in names if matrix_shape(shapes[n], ()) is not None]
     if not weights:
-        return Layout(None, "empty", (), 0, ())
+        return Layout("empty", (), 0)
     plain_mlp = all(len(shapes[n]) == 2 for n in weights) and all(
         shapes[b][1] == shapes[a][0] for a, b in zip(weights, weights[1:], strict=False)
     )
@@ -387,28 +363,18 @@ def _resolve_in_module_order(
             role = "conv"
         else:
             role = "other"
-        entries.append(
-            _entry(i + 1, role, "", name, matrix_shape(shapes[name], ()), shapes, dtypes, ())
-        )
-    entries.append(
-        _entry(len(body) + 1, "head", "", head, matrix_shape(shapes[head], ()), shapes, dtypes, ())
-    )
-    keys = tuple((i,) for i in range(len(body)))
-    return Layout(None, "mlp" if plain_mlp else "sequential", tuple(entries), len(body), keys)
+        shape = matrix_shape(shapes[name], ())
+        entries.append(_entry(i + 1, role, "", name, shape, shapes, dtypes, ()))
+    shape = matrix_shape(shapes[head], ())
+    entries.append(_entry(len(body) + 1, "head", "", head, shape, shapes, dtypes, ()))
+    return Layout("mlp" if plain_mlp else "sequential", tuple(entries), len(body))
 
 
 def _role_rank(role: str) -> int:
     return ROLES.index(role) if role in ROLES else len(ROLES)
 
 
-def _block_key(m: re.Match) -> tuple[int, ...] | None:
-    groups = sorted((k, v) for k, v in m.groupdict().items() if re.fullmatch(r"b\d+", k))
-    if not groups:
-        return None
-    return tuple(int(v) for _, v in groups)
-
-
-def _entry(depth, role, variant, name, shape, shapes, dtypes, transforms) -> LayerEntry:
+def _entry(depth, role, variant, name, shape, shapes, dtypes, transforms, stack="") -> LayerEntry:
     address = f"blocks.{depth}.{role}" + (f".{variant}" if variant else "")
     return LayerEntry(
         address=address,
@@ -419,6 +385,7 @@ def _entry(depth, role, variant, name, shape, shapes, dtypes, transforms) -> Lay
         stored_shape=tuple(shapes[name]),
         dtype=dtypes[name],
         transforms=tuple(transforms),
+        stack=stack,
     )
 
 
@@ -439,6 +406,7 @@ def _unique(entries: list[LayerEntry]) -> tuple[LayerEntry, ...]:
                 e.stored_shape,
                 e.dtype,
                 e.transforms,
+                e.stack,
             )
         out.append(e)
     return tuple(out)
@@ -453,20 +421,3 @@ def parse_address(address: str) -> tuple[int, str]:
             "(weights) or 'blocks.3' (hidden states)"
         )
     return int(m.group(1)), m.group(2) or ""
-
-
-def apply_transforms(tensor, transforms: tuple[str, ...]):
-    """Build the analysed (out, in) matrix from the stored tensor (see the module docstring)."""
-    t = tensor
-    while t.ndim > 2 and t.shape[0] == 1:
-        t = t.squeeze(0)
-    if t.ndim > 2:
-        t = t.reshape(t.shape[0], -1)
-    for tr in transforms:
-        if tr == "T":
-            t = t.T
-        elif tr.startswith("qkv"):
-            i = int(tr[-1])
-            d = t.shape[0] // 3
-            t = t[i * d : (i + 1) * d]
-    return t

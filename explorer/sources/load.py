@@ -92,6 +92,7 @@ def _from_module(model: nn.Module, name: str | None, meta: dict | None) -> Check
         module_factory=lambda: runnable,
         tokenizer_factory=_tokenizer_from_config(config),
         meta=meta,
+        config=_config_dict(config),
     )
 
 
@@ -114,6 +115,7 @@ def _from_directory(path: Path, base, name: str | None, meta: dict | None) -> Ch
         module_factory=lambda: _hf_module(hf_dir, config),
         tokenizer_factory=lambda: _hf_tokenizer(hf_dir),
         meta={"config": config, **(meta or {})},
+        config=config,
     )
 
 
@@ -158,8 +160,20 @@ def _from_adapter(path: Path, base, name: str | None, meta: dict | None) -> Chec
         model_type=base_ck.model_type,
         module_factory=module_factory if base_ck.can_run else None,
         tokenizer_factory=base_ck._tokenizer_factory,
+        config=base_ck.config,
         meta={"base": base_ck.source, "lora_modules": sorted(store.factors), **(meta or {})},
     )
+
+
+def _config_dict(config) -> dict | None:
+    """A module's ``config`` (transformers' PretrainedConfig or a dict) as a plain dict."""
+    if isinstance(config, dict):
+        return config
+    to_dict = getattr(config, "to_dict", None)
+    try:
+        return to_dict() if callable(to_dict) else None
+    except Exception:  # a user's config object whose to_dict fails: no config, no error
+        return None
 
 
 def _find_hf_dir(path: Path) -> Path | None:

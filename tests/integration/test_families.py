@@ -34,7 +34,16 @@ ATTN_MLP = ["attn.q", "attn.k", "attn.v", "attn.o", "mlp.up", "mlp.down"]
 def assert_consistent(ck: ex.Checkpoint) -> None:
     """Invariants every layer table keeps, whatever the model."""
     layers = ck.layers
-    assert list(layers.columns) == ["address", "depth", "role", "name", "shape", "dtype", "params"]
+    assert list(layers.columns) == [
+        "address",
+        "depth",
+        "role",
+        "name",
+        "shape",
+        "dtype",
+        "params",
+        "stack",
+    ]
     assert layers.address.is_unique
     for row in layers.itertuples():
         depth, role = parse_address(row.address)
@@ -566,6 +575,5 @@ def test_family_table_is_one_table():
         "resnet-torchvision",
     }
     for family in families.FAMILIES:
-        for rule in family.rules:
-            re.compile(rule.pattern)
-            assert rule.role in ROLES or rule.role == "attn.qkv"
+        for marker in family.markers:
+            re.compile(marker)

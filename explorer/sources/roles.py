@@ -1,0 +1,210 @@
+"""Roles from a vocabulary of parameter names, whatever the architecture calls them.
+
+Inside a block, a matrix's role comes from its module's own name (the *leaf*: ``q_proj`` in
+``self_attn.q_proj.weight``) read in its *context* (the names above it):
+
+- attention (a context name containing ``att``, or ``mha``): q/k/v/o under their many names
+  (``query``/``q``/``q_proj``/``q_lin``/``wq``, ``o``/``o_proj``/``out_proj``/``out_lin``/
+  ``dense``/``c_proj``/``wo``, ...); fused q/k/v (``c_attn``, ``query_key_value``, ``qkv_proj``,
+  ``qkv``, ``wqkv``, ``in_proj``) is split by the caller. A context naming cross-attention
+  (``encoder_attn``, ``EncDecAttention``, ``crossattention``, ``multihead_attn``) gives the
+  variant ``cross``.
+- state space (``mixer``, ``ssm``, ``mamba``): ``in_proj`` -> ``ssm.in``, ``x_proj`` ->
+  ``ssm.x``, ``dt_proj`` -> ``ssm.dt``, ``out_proj`` -> ``ssm.out``, ``A_log`` -> ``ssm.a``.
+- otherwise the MLP: ``fc1``/``c_fc``/``wi``/``dense_h_to_4h``/``linear1``/``up_proj``/
+  ``intermediate.dense``/``lin1`` -> ``mlp.up``; ``fc2``/``c_proj``/``wo``/``dense_4h_to_h``/
+  ``linear2``/``down_proj``/``output.dense``/``lin2`` -> ``mlp.down``; ``gate_proj``/``wi_0`` ->
+  ``mlp.gate``; ``w1``/``w3``/``w2`` are gate/up/down when a ``w3`` is there (Llama, Mixtral), else
+  ``w1`` is up; ``gate_up_proj`` is fused (gate first, split by the caller); a mixture of experts'
+  router (``router``, or ``gate`` next to experts) -> ``mlp.router``.
+- kernels with more than two axes -> ``conv``.
+
+An expert's index (``experts.3.w1``) or ``shared`` (``shared_expert``) is the variant. Anything
+else is ``other``: never an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+Q = {"q", "query", "q_proj", "q_lin", "wq", "query_proj", "to_q", "q_linear", "q_attn"}
+K = {"k", "key", "k_proj", "k_lin", "wk", "key_proj", "to_k", "k_linear"}
+V = {"v", "value", "v_proj", "v_lin", "wv", "value_proj", "to_v", "v_linear"}
+OUT = {"o", "o_proj", "out_proj", "out_lin", "wo", "dense", "c_proj", "proj", "out", "output"}
+OUT |= {"to_out", "o_linear", "out_linear", "output_proj", "dense_out"}
+QKV = {"c_attn", "query_key_value", "qkv_proj", "qkv", "wqkv", "in_proj", "to_qkv", "qkv_linear"}
+UP = {"fc1", "c_fc", "wi", "wi_1", "dense_h_to_4h", "linear1", "up_proj", "up", "fc_in", "lin1"}
+UP |= {"w_in", "intermediate_dense", "ff1", "fc11", "w3"}
+GATE = {"gate_proj", "wi_0", "gate_linear"}
+DOWN = {"fc2", "c_proj", "wo", "dense_4h_to_h", "linear2", "w2", "down_proj", "down", "fc_out"}
+DOWN |= {"lin2", "w_out", "output_dense", "ff2"}
+GATE_UP = {"gate_up_proj", "gate_up"}
+SSM = {"in_proj": "ssm.in", "x_proj": "ssm.x", "dt_proj": "ssm.dt", "out_proj": "ssm.out"}
+SSM |= {"a_log": "ssm.a", "a": "ssm.a"}
+
+_MLP_WORDS = {"feed_forward", "feedforward", "ffn", "mlp", "ff", "channel_mix", "fc"}
+_CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
+_EXPERT = re.compile(r"^(?:\w*_)?experts?$")
+_SHARED = re.compile(r"^shared_(?:experts?|mlp)$")
+
+
+@dataclass(frozen=True)
+class Named:
+    """A matrix's role, its variant, and ``fused`` (``"qkv"``/``"gate_up"``) if it must split."""
+
+    role: str
+    variant: str = ""
+    fused: str = ""
+
+
+def split_name(rest: str) -> tuple[str, list[str]]:
+    """``"attention.self.query.weight"`` -> ``("query", ["attention", "self"])``, lower case."""
+    parts = rest.split(".")
+    if parts[-1] == "weight" and len(parts) > 1:
+        parts = parts[:-1]
+    elif parts[-1].endswith("_weight"):
+        parts[-1] = parts[-1][: -len("_weight")]
+    parts = [p.lower() for p in parts]
+    return parts[-1], parts[:-1]
+
+
+def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
+    """The role of a matrix at ``rest`` inside a block whose matrices are ``siblings``."""
+    leaf, context = split_name(rest)
+    variant = _variant(context)
+    words = [c for c in context if not c.isdigit()]
+    if any("att" in c or c in ("mha", "self") for c in words):
+        if any(_CROSS.search(c) for c in words):
+            variant = "cross"
+        if leaf in Q:
+            return Named("attn.q", variant)
+        if leaf in K:
+            return Named("attn.k", variant)
+        if leaf in V:
+            return Named("attn.v", variant)
+        if leaf in QKV:
+            return Named("attn.qkv", variant, "qkv")
+        if leaf in OUT:
+            return Named("attn.o", variant)
+        return Named("other", variant)
+    if any(c in ("mixer", "ssm") or c.startswith("mamba") for c in words) and leaf in SSM:
+        return Named(SSM[leaf], variant)
+    if ndim > 2 and not _is_expert_tensor(words, ndim):
+        return Named("conv", variant)
+    gated = any(split_name(s)[0] == "w3" for s in siblings)
+    experts_here = any("expert" in s for s in siblings)
+    if leaf in GATE_UP:
+        return Named("mlp.gate_up", variant, "gate_up")
+    if leaf == "w1":
+        return Named("mlp.gate" if gated else "mlp.up", variant)
+    if leaf in GATE:
+        return Named("mlp.gate", variant)
+    if leaf in UP:
+        return Named("mlp.up", variant)
+    if leaf in DOWN:
+        return Named("mlp.down", variant)
+    if leaf == "dense" and words:
+        if words[-1] in ("intermediate", "ffn", "mlp"):
+            return Named("mlp.up", variant)
+        if words[-1] == "output":
+            return Named("mlp.down", variant)
+    if leaf in ("router", "shared_expert_gate") or (leaf == "gate" and experts_here):
+        return Named("mlp.router", "shared" if leaf == "shared_expert_gate" else variant)
+    if leaf == "gate":
+        return Named("mlp.gate", variant)
+    if any(c in _MLP_WORDS for c in words):
+        if leaf == "key":
+            return Named("mlp.up", variant)
+        if leaf == "value":
+            return Named("mlp.down", variant)
+        if leaf == "receptance":
+            return Named("mlp.gate", variant)
+        if leaf.isdigit():  # an nn.Sequential MLP: its first matrix reads, its last writes
+            numbered = sorted(
+                int(split_name(s)[0])
+                for s in siblings
+                if _parent(s) == _parent(rest) and split_name(s)[0].isdigit()
+            )
+            if len(numbered) > 1 and int(leaf) == numbered[0]:
+                return Named("mlp.up", variant)
+            if len(numbered) > 1 and int(leaf) == numbered[-1]:
+                return Named("mlp.down", variant)
+    if leaf in (Q | K | V) - {"q", "k", "v", "key", "value"}:  # unambiguous without context
+        return Named("attn." + ("q" if leaf in Q else "k" if leaf in K else "v"), variant)
+    return Named("other", variant)
+
+
+def _parent(rest: str) -> str:
+    parts = rest.split(".")
+    return ".".join(parts[:-2] if parts[-1] == "weight" else parts[:-1])
+
+
+def _variant(context: list[str]) -> str:
+    for i, c in enumerate(context):
+        if _SHARED.match(c):
+            return "shared"
+        if _EXPERT.match(c) and i + 1 < len(context) and context[i + 1].isdigit():
+            return context[i + 1]
+    return ""
+
+
+def _is_expert_tensor(words: list[str], ndim: int) -> bool:
+    """Experts stored as one (experts, out, in) tensor (transformers >= 5's Mixtral, Qwen-MoE)."""
+    return ndim == 3 and any(_EXPERT.match(c) for c in words)
+
+
+def is_expert_tensor(rest: str, ndim: int) -> bool:
+    _, context = split_name(rest)
+    return _is_expert_tensor([c for c in context if not c.isdigit()], ndim)
+
+
+# -- outside the blocks: embeddings (depth 0) and heads (depth L+1) ------------------------
+
+_EMBED = re.compile(
+    r"embed|emb(?:\.|_|$)|(?:^|\.)(?:wte|wpe|shared|stem|tok|tokens?|words?)(?:\.|$)|"
+    r"patch|position|pos_emb|"
+    r"(?:cls|distillation|mask|register)_tokens?|relative|rel_"
+)
+_TOKEN = re.compile(r"(?:^|\.)(cls|distillation|mask|register)_tokens?$")
+_PLAIN_HEAD = {"lm_head", "classifier", "score", "fc", "head", "cls", "qa_outputs", "logits"}
+_PLAIN_HEAD |= {"out", "output", "unembed"}
+
+
+def is_embedding(name: str) -> bool:
+    """Outside the blocks, is this an embedding-side matrix (depth 0) rather than a head?"""
+    return bool(_EMBED.search(name.lower()))
+
+
+def embed_role(name: str, ndim: int) -> Named:
+    """Role and variant of a depth-0 matrix: ``embed`` (``.position``, ...) or a stem ``conv``.
+
+    ``ndim`` counts the axes after leading singleton axes are dropped (a ViT's (1, n, d)
+    position table is a matrix); kernels (``ndim > 2``) are stem convolutions unless they cut
+    an image into patches.
+    """
+    low = name.lower()
+    if ndim > 2 and "patch" not in low:
+        return Named("conv")
+    m = _TOKEN.search(low)
+    if m:
+        return Named("embed", m.group(1))
+    if "token_type" in low:
+        return Named("embed", "token_type")
+    if re.search(r"relative|rel_", low):
+        return Named("embed", "relative")
+    if re.search(r"position|wpe|pos_emb", low):
+        return Named("embed", "position")
+    return Named("embed")
+
+
+def head_role(name: str) -> Named:
+    """Role and variant of a matrix after the blocks: ``head`` or ``head.pooler``, ..."""
+    leaf, context = split_name(name)
+    parts = [*context, leaf]
+    if "pooler" in parts:
+        return Named("head", "pooler")
+    if any(p in _PLAIN_HEAD for p in parts):
+        return Named("head")
+    named = [p for p in parts if not p.isdigit() and p not in ("weight", "dense", "model")]
+    return Named("head", named[-1] if named else "")

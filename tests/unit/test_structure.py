@@ -1,0 +1,303 @@
+"""The depth axis from structure, for models nobody listed: the user's own blocks, torch's
+``nn.Transformer`` modules, names without a module, and the name vocabulary of roles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import explorer as ex
+from explorer.sources.families import ROLES, resolve
+from explorer.sources.matrices import apply_transforms, rows
+from explorer.sources.roles import block_role
+from explorer.sources.structure import find_structure
+
+D = 16
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wq, self.wk, self.wv, self.wo = (nn.Linear(D, D) for _ in range(4))
+
+    def forward(self, h):
+        att = torch.softmax(self.wq(h) @ self.wk(h).transpose(1, 2) / D**0.5, -1)
+        return self.wo(att @ self.wv(h)), att
+
+
+class Block(nn.Module):
+    """A user's own pre-norm transformer block with its own names."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(D)
+        self.attn = Attention()
+        self.mlp = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
+
+    def forward(self, x):
+        out, att = self.attn(self.norm(x))
+        x = x + out
+        return x + self.mlp(x), att  # a tuple: the hidden state comes first
+
+
+class UserModel(nn.Module):
+    def __init__(self, n: int = 3, sequential: bool = False):
+        super().__init__()
+        self.tok = nn.Embedding(50, D)
+        blocks = [Block() for _ in range(n)]
+        self.blocks = nn.Sequential(*blocks) if sequential else nn.ModuleList(blocks)
+        self.out = nn.Linear(D, 50)
+
+    def forward(self, ids):
+        x = self.tok(ids)
+        for block in self.blocks:
+            x = block(x)[0]
+        return self.out(x)
+
+
+def table(ck) -> dict[str, tuple[int, str, str]]:
+    return {r.address: (r.depth, r.role, r.name) for r in ck.layers.itertuples()}
+
+
+def assert_one_state_per_block(ck, probe, width: int) -> None:
+    acts = ex.capture(ck, probe, device="cpu")
+    assert acts.depths[: ck.n_blocks + 1] == list(range(ck.n_blocks + 1))
+    for d in range(ck.n_blocks + 1):
+        assert acts[d].shape == (probe.shape[0], width), d
+
+
+def test_user_blocks_in_a_module_list_and_a_sequential(tmp_path):
+    for sequential in (False, True):
+        torch.manual_seed(0)
+        model = UserModel(sequential=sequential).eval()
+        ck = ex.load(model)
+        assert ck.n_blocks == 3 and ck.family == "blocks"
+        t = table(ck)
+        assert t["blocks.0.embed"][2] == "tok.weight"
+        assert t["blocks.4.head"][2] == "out.weight"
+        for i in range(3):
+            block = {a: v for a, v in t.items() if v[0] == i + 1}
+            assert {v[1] for v in block.values()} == {"attn.q", "attn.k", "attn.v", "attn.o"} | {
+                "mlp.up",
+                "mlp.down",
+            }
+            assert all(v[2].startswith(f"blocks.{i}.") for v in block.values())
+        assert set(ck.layers["stack"]) <= {"main", ""}
+        save_file(model.state_dict(), tmp_path / "user.safetensors")
+        on_disk = ex.load(tmp_path / "user.safetensors")
+        assert on_disk.layers.drop(columns="dtype").equals(ck.layers.drop(columns="dtype"))
+        assert_one_state_per_block(ck, torch.randint(0, 50, (4, 6)), D)
+
+
+def test_block_states_are_block_outputs_never_inputs():
+    torch.manual_seed(0)
+    model = UserModel().eval()
+    ids = torch.randint(0, 50, (2, 5))
+    acts = ex.capture(model, ids, device="cpu", pooling="first")
+    with torch.no_grad():
+        x = model.tok(ids)
+        assert torch.allclose(acts[0], x[:, 0])  # depth 0: the embedding output
+        for i, block in enumerate(model.blocks):
+            x = block(x)[0]
+            assert torch.allclose(acts[i + 1], x[:, 0], atol=1e-6)
+
+
+class SeqFirst(nn.Module):
+    def __init__(self, inner: nn.Sequential):
+        super().__init__()
+        self.inp, self.enc = inner[0], inner[1]
+
+    def forward(self, x):
+        return self.enc(self.inp(x).transpose(0, 1))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_torch_transformer_encoder(batch_first):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(D, 2, 32, batch_first=batch_first, dropout=0.0)
+    model = nn.Sequential(
+        nn.Linear(5, D), nn.TransformerEncoder(layer, 3, enable_nested_tensor=False)
+    )
+    model.eval()
+    probe = torch.randn(3, 7, 5)
+    ck = ex.load(model)
+    assert ck.n_blocks == 3
+    t = table(ck)
+    for depth in (1, 2, 3):
+        roles = {v[1] for v in t.values() if v[0] == depth}
+        assert roles == {"attn.q", "attn.k", "attn.v", "attn.o", "mlp.up", "mlp.down"}
+    # the packed in_proj_weight is [q; k; v]: check against torch's own attention
+    mha = model[1].layers[0].self_attn
+    x = torch.randn(4, D)
+    w = mha.in_proj_weight.detach()
+    for i, role in enumerate("qkv"):
+        assert torch.equal(ck.weight(f"blocks.1.attn.{role}"), w[i * D : (i + 1) * D])
+    q, k, v = nn.functional._in_projection_packed(x, x, x, w)
+    torch.testing.assert_close(x @ ck.weight("blocks.1.attn.q").T, q)
+    torch.testing.assert_close(x @ ck.weight("blocks.1.attn.v").T, v)
+    # a sequence-first stack (batch_first=False) still gives one state per probe row
+    assert_one_state_per_block(ex.load(SeqFirst(model) if not batch_first else model), probe, D)
+
+
+def test_torch_transformer_decoder_and_full_transformer():
+    torch.manual_seed(0)
+    layer = nn.TransformerDecoderLayer(D, 2, 32, batch_first=True)
+    decoder = nn.TransformerDecoder(layer, 2)
+    ck = ex.load(decoder)
+    cross = ck.layers[ck.layers.address.str.endswith(".cross")]
+    assert set(cross.role) == {"attn.q", "attn.k", "attn.v", "attn.o"}
+    assert set(cross.depth) == {1, 2}
+
+    model = nn.Transformer(
+        D, 2, num_encoder_layers=2, num_decoder_layers=3, dim_feedforward=32, batch_first=True
+    )
+    ck = ex.load(model)
+    assert ck.n_blocks == 5
+    layers = ck.layers
+    enc, dec = layers[layers["stack"] == "encoder"], layers[layers["stack"] == "decoder"]
+    assert set(enc.depth) == {1, 2} and set(dec.depth) == {3, 4, 5}
+    assert all(n.startswith("encoder.layers.") for n in enc.name)
+    assert all(n.startswith("decoder.layers.") for n in dec.name)
+    block = layers[layers.depth == 1]
+    assert (block.role != "other").all()
+
+
+def test_names_only_gives_the_same_blocks_as_the_module():
+    torch.manual_seed(0)
+    model = UserModel(n=12).eval()
+    names = [n for n, p in model.named_parameters() if p.ndim == 2]
+    structure = find_structure(sorted(names))  # storage order does not matter
+    assert structure.stacks[0].blocks == tuple(f"blocks.{i}" for i in range(12))
+    assert [structure.depth_of[f"blocks.{i}"] for i in range(12)] == list(range(1, 13))
+
+
+def test_stages_flatten_and_stacks_are_ordered():
+    names = [
+        f"encoder.stages.{s}.layers.{i}.{m}.weight"
+        for s, n in ((0, 2), (1, 3))
+        for i in range(n)
+        for m in ("conv1", "conv2")
+    ]
+    names += ["encoder.stages.1.downsample.weight", "embedder.weight"]
+    structure = find_structure(names)
+    blocks = structure.stacks[0].blocks
+    assert blocks == (
+        "encoder.stages.0.layers.0",
+        "encoder.stages.0.layers.1",
+        "encoder.stages.1.layers.0",
+        "encoder.stages.1.layers.1",
+        "encoder.stages.1.layers.2",
+    )
+    # the stage's own downsampling joins the stage's first block
+    assert structure.locate("encoder.stages.1.downsample.weight")[0] == 3
+
+    two = [f"decoder.layers.{i}.fc{j}.weight" for i in range(2) for j in (1, 2)]
+    two += [f"encoder.layers.{i}.fc{j}.weight" for i in range(3) for j in (1, 2)]
+    structure = find_structure(two)
+    assert [s.name for s in structure.stacks] == ["encoder", "decoder"]
+    assert structure.depth_of["decoder.layers.0"] == 4
+
+
+def test_sub_layers_and_experts_are_not_blocks():
+    # T5: block.i.layer.0 (attention) and layer.1 (feed-forward) differ: block.i is the block
+    names = [
+        f"encoder.block.{i}.layer.{j}.{m}.weight"
+        for i in range(2)
+        for j, ms in ((0, ("SelfAttention.q", "SelfAttention.k")), (1, ("DenseReluDense.wi",) * 1))
+        for m in (*ms, "x")
+        if m != "x" or j == 1
+    ]
+    assert find_structure(names).stacks[0].blocks == ("encoder.block.0", "encoder.block.1")
+    experts = [
+        f"layers.{i}.moe.experts.{e}.w{k}.weight"
+        for i in range(2)
+        for e in range(4)
+        for k in (1, 2, 3)
+    ]
+    experts += [f"layers.{i}.attn.q_proj.weight" for i in range(2)]
+    ck_layout = resolve(experts, {n: (8, 8) for n in experts}, {n: "float32" for n in experts})
+    assert ck_layout.n_blocks == 2
+    addresses = {e.address for e in ck_layout.entries}
+    assert {"blocks.1.mlp.gate.3", "blocks.1.mlp.up.3", "blocks.2.mlp.down.0"} <= addresses
+
+
+def test_three_dimensional_experts_split_per_expert_and_gate_up_in_halves():
+    e, ff = 3, 6
+    names = ["layers.0.mlp.experts.gate_up_proj", "layers.0.mlp.experts.down_proj"]
+    names += ["layers.0.self_attn.q_proj.weight", "layers.1.self_attn.q_proj.weight"]
+    names += ["layers.1.mlp.experts.gate_up_proj", "layers.1.mlp.experts.down_proj"]
+    shapes = {n: (D, D) for n in names}
+    for n in names:
+        if "gate_up" in n:
+            shapes[n] = (e, 2 * ff, D)
+        elif "down" in n:
+            shapes[n] = (e, D, ff)
+    layout = resolve(names, shapes, {n: "float32" for n in names})
+    by_address = {x.address: x for x in layout.entries}
+    gate_up = torch.randn(e, 2 * ff, D)
+    for j in range(e):
+        gate = by_address[f"blocks.1.mlp.gate.{j}"]
+        up = by_address[f"blocks.1.mlp.up.{j}"]
+        assert gate.shape == up.shape == (ff, D)
+        assert torch.equal(apply_transforms(gate_up, gate.transforms), gate_up[j, :ff])
+        assert torch.equal(apply_transforms(gate_up, up.transforms), gate_up[j, ff:])
+        assert by_address[f"blocks.1.mlp.down.{j}"].shape == (D, ff)
+
+
+def test_row_groups_take_each_heads_part():
+    h, hd = 3, 2
+    fused = torch.arange(h * 3 * hd, dtype=torch.float32).reshape(-1, 1)
+    k = apply_transforms(fused, (rows(h, 3 * hd, hd, hd),))
+    assert k.flatten().tolist() == [2, 3, 8, 9, 14, 15]
+
+
+@pytest.mark.parametrize(
+    ("rest", "role", "variant"),
+    [
+        ("attention.self.query.weight", "attn.q", ""),
+        ("attention.q_lin.weight", "attn.q", ""),
+        ("self_attn.Wq.weight", "attn.q", ""),
+        ("layer.0.SelfAttention.k.weight", "attn.k", ""),
+        ("layer.1.EncDecAttention.v.weight", "attn.v", "cross"),
+        ("encoder_attn.out_proj.weight", "attn.o", "cross"),
+        ("attention.output.dense.weight", "attn.o", ""),
+        ("self_attention.dense.weight", "attn.o", ""),
+        ("attn.c_attn.weight", "attn.qkv", ""),
+        ("self_attn.in_proj_weight", "attn.qkv", ""),
+        ("attn.Wqkv.weight", "attn.qkv", ""),
+        ("intermediate.dense.weight", "mlp.up", ""),
+        ("output.dense.weight", "mlp.down", ""),
+        ("mlp.dense_h_to_4h.weight", "mlp.up", ""),
+        ("mlp.dense_4h_to_h.weight", "mlp.down", ""),
+        ("layer.1.DenseReluDense.wi.weight", "mlp.up", ""),
+        ("layer.1.DenseReluDense.wo.weight", "mlp.down", ""),
+        ("ffn.lin1.weight", "mlp.up", ""),
+        ("linear2.weight", "mlp.down", ""),
+        ("mlp.c_fc.weight", "mlp.up", ""),
+        ("mlp.c_proj.weight", "mlp.down", ""),
+        ("mlp.gate_proj.weight", "mlp.gate", ""),
+        ("mlp.gate_up_proj.weight", "mlp.gate_up", ""),
+        ("mixer.in_proj.weight", "ssm.in", ""),
+        ("mixer.x_proj.weight", "ssm.x", ""),
+        ("mixer.dt_proj.weight", "ssm.dt", ""),
+        ("mixer.out_proj.weight", "ssm.out", ""),
+        ("mixer.A_log", "ssm.a", ""),
+        ("block_sparse_moe.experts.5.w2.weight", "mlp.down", "5"),
+        ("mlp.shared_expert.up_proj.weight", "mlp.up", "shared"),
+        ("something.unheard_of.weight", "other", ""),
+    ],
+)
+def test_role_vocabulary(rest, role, variant):
+    named = block_role(rest, {rest}, 2)
+    assert (named.role.replace("attn.qkv", "attn.qkv"), named.variant) == (role, variant)
+    assert named.role in ROLES
+
+
+def test_w1_w2_w3_follow_llama_when_w3_is_there():
+    gated = {"feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight"}
+    assert block_role("feed_forward.w1.weight", gated, 2).role == "mlp.gate"
+    assert block_role("feed_forward.w3.weight", gated, 2).role == "mlp.up"
+    plain = {"ffn.w1.weight", "ffn.w2.weight"}
+    assert block_role("ffn.w1.weight", plain, 2).role == "mlp.up"
