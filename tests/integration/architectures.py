@@ -1,0 +1,507 @@
+"""The architecture sweep: every AutoModel type of the installed transformers, tiny, through explorer.
+
+For each model type that has both a config (``CONFIG_MAPPING``) and an AutoModel class
+(``MODEL_MAPPING``), :func:`tiny_config` shrinks the default config (widths to 32, every stack to
+:data:`LAYERS` blocks, 2 heads, feed-forward 64, vocabulary ~100, 4 experts, ...; nested text/vision
+sub-configs too), :func:`build` instantiates it with random weights (seeded), and :func:`check`
+measures what explorer makes of it through its public API only (``ex.load``, ``ck.layers``,
+``ex.capture``):
+
+``one_depth``
+    every block's matrices share one depth;
+``increasing``
+    depth increases with the block index within a stack, and blocks of different stacks never
+    share a depth;
+``covered``
+    every parameter with two or more axes appears in the layer table (tied copies count once);
+``roles``
+    at least 90 % of the block matrices have a named role (not ``other``);
+``capture``
+    for models whose forward takes ``input_ids``: ``ex.capture`` on token ids gives a hidden state
+    for every block's depth, of the model's width (:data:`WIDTH`).
+
+The blocks are found here without asking explorer: they are the children of the outermost
+``nn.ModuleList``/``nn.Sequential`` modules that have exactly :data:`LAYERS` children of one class,
+each holding weights. No other size in a tiny config is :data:`LAYERS` (experts are 4, heads 2), so
+those stacks are the layer stacks the config asked for; stages of blocks (``depths`` lists) get
+:data:`LAYERS` blocks per stage. A type whose config cannot be built or whose model cannot be
+instantiated here is reported with the reason and does not count as a failure of explorer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import re
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+LAYERS = 3  # blocks per stack; no other size in a tiny config may equal it
+WIDTH = 32  # hidden size / d_model / n_embd
+HEADS = 2
+HEAD_DIM = WIDTH // HEADS
+FFN = 64
+VOCAB = 100
+EXPERTS = 4
+SEQ = 8  # tokens per probe input
+N_PROBE = 4  # probe inputs
+ROLE_TARGET = 0.9
+CHECKS = ("one_depth", "increasing", "covered", "roles", "capture")
+
+# field names (of a config or one of its sub-configs) and the tiny value they get
+_WIDTH_NAMES = re.compile(
+    r"^(hidden_size|d_model|n_embd|n_embed|embed_dim|hidden_dim|model_dim|d_embed|dim|"
+    r"embedding_size|embedding_dim|emb_dim|word_embed_proj_dim|projection_dim|proj_dim|"
+    r"text_embed_dim|vision_embed_dim|d_inner_model|encoder_hidden_size|decoder_hidden_size|"
+    r"text_hidden_size|vision_hidden_size|audio_hidden_size|hidden_channels)$"
+)
+_HEAD_DIM_NAMES = re.compile(
+    r"^(head_dim|attention_head_size|d_kv|kv_channels|d_head|qk_nope_head_dim|v_head_dim|"
+    r"qk_rope_head_dim|attention_head_dim)$"
+)
+_HEADS_NAMES = re.compile(
+    r"^(num_attention_heads|n_head|n_heads|num_heads|encoder_attention_heads|"
+    r"decoder_attention_heads|attention_heads|num_attention_heads_per_layer|"
+    r"encoder_num_attention_heads|decoder_num_attention_heads|n_attention_heads)$"
+)
+_KV_HEADS_NAMES = re.compile(
+    r"^(num_key_value_heads|n_kv_heads|num_kv_heads|multi_query_group_num|n_head_kv|"
+    r"num_kv_groups|decoder_num_key_value_heads)$"
+)
+_LAYER_NAMES = re.compile(
+    r"^(num_hidden_layers|n_layer|n_layers|num_layers|encoder_layers|decoder_layers|"
+    r"num_encoder_layers|num_decoder_layers|n_layers_decoder|encoder_num_hidden_layers|"
+    r"decoder_num_hidden_layers|num_text_layers|num_vision_layers|text_num_hidden_layers)$"
+)
+_FFN_NAMES = re.compile(
+    r"^(intermediate_size|ffn_dim|n_inner|d_ff|ffn_hidden_size|encoder_ffn_dim|decoder_ffn_dim|"
+    r"dim_feedforward|moe_intermediate_size|shared_expert_intermediate_size|intermediate_dim|"
+    r"mlp_dim|inner_dim|d_inner|encoder_intermediate_size|decoder_intermediate_size|"
+    r"expert_intermediate_size|ffn_size|feed_forward_size|hidden_dim_ffn)$"
+)
+_EXPERT_NAMES = re.compile(
+    r"^(num_experts|num_local_experts|n_routed_experts|moe_num_experts|num_routed_experts|"
+    r"n_experts)$"
+)
+_TOP_K_NAMES = re.compile(r"^(num_experts_per_tok|moe_top_k|top_k|num_selected_experts)$")
+_RANK_NAMES = re.compile(r"^(kv_lora_rank|q_lora_rank|time_step_rank|state_size|d_state)$")
+_LIST_WIDTH_NAMES = re.compile(r"^(hidden_sizes|embed_dims|dims|hidden_dims|embed_dim|channels)$")
+_LIST_DEPTH_NAMES = re.compile(r"^(depths|num_layers|layers|block_repeats|stage_depths)$")
+_LIST_HEADS_NAMES = re.compile(r"^(num_heads|num_attention_heads|heads)$")
+
+
+@dataclass
+class Result:
+    """What the sweep found for one model type."""
+
+    model_type: str
+    model_class: str = ""
+    instantiated: bool = False
+    reason: str = ""  # why it did not instantiate
+    n_blocks: int = 0
+    n_stacks: int = 0
+    role_fraction: float | None = None
+    takes_ids: bool = False
+    capture_note: str = ""  # why capture was not checked (the tiny model's own forward fails)
+    checks: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.instantiated and all(ok for ok, _ in self.checks.values())
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{name}: {why}" for name, (ok, why) in self.checks.items() if not ok]
+
+
+def model_types() -> list[str]:
+    """Model types with both a config class and an AutoModel class, sorted."""
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    return sorted(t for t in MODEL_MAPPING_NAMES if t in CONFIG_MAPPING)
+
+
+# -- tiny configs -------------------------------------------------------------------------------
+
+
+def _shrunk_value(name: str, value, old_layers: set[int]):
+    """The tiny value for one config field, or ``None`` to keep the default."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        if _LAYER_NAMES.match(name):
+            return LAYERS if value > 0 else None
+        if _WIDTH_NAMES.match(name):
+            return WIDTH
+        if _HEAD_DIM_NAMES.match(name):
+            return HEAD_DIM
+        if _HEADS_NAMES.match(name):
+            return HEADS
+        if _KV_HEADS_NAMES.match(name):
+            return min(value, HEADS) if value > 0 else None
+        if _FFN_NAMES.match(name):
+            return FFN
+        if _EXPERT_NAMES.match(name):
+            return EXPERTS if value > 1 else None
+        if _TOP_K_NAMES.match(name):
+            return min(value, 2)
+        if _RANK_NAMES.match(name):
+            return min(value, 16)
+        if name == "n_shared_experts":
+            return min(value, 1)
+        return None
+    if isinstance(value, list | tuple) and value and all(type(v) is int for v in value):
+        if _LIST_DEPTH_NAMES.match(name):
+            return [LAYERS if v > 0 else 0 for v in value]
+        if _LIST_WIDTH_NAMES.match(name):
+            scale = max(value[0] // 16, 1)
+            return [max(v // scale, 8) for v in value]
+        if _LIST_HEADS_NAMES.match(name):
+            return [min(v, HEADS) for v in value]
+        if len(value) in old_layers:  # per-layer lists (layer_types, window sizes, ...)
+            return list(value[:LAYERS])
+    if isinstance(value, list | tuple) and value and len(value) in old_layers:
+        if all(isinstance(v, str) for v in value):
+            return list(value[:LAYERS])
+    return None
+
+
+def _overrides(config) -> dict:
+    """The constructor arguments that make ``config`` tiny, sub-configs as nested dicts."""
+    from transformers import PretrainedConfig
+
+    values = dict(vars(config))
+    old_layers = {
+        v for k, v in values.items() if isinstance(v, int) and _LAYER_NAMES.match(k) and v > 0
+    }
+    out: dict = {}
+    for name, value in values.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, PretrainedConfig):
+            sub = value.to_dict()
+            sub.update(_overrides(value))
+            for k in _derived_keys(value):
+                sub.pop(k, None)
+            out[name] = sub
+            continue
+        if (
+            value is None
+            and _TOP_K_NAMES.match(name)
+            and any(_EXPERT_NAMES.match(k) for k in values)
+        ):
+            out[name] = 2  # some defaults leave the router's k unset
+            continue
+        new = _shrunk_value(name, value, old_layers)
+        if new is not None and new != value:
+            out[name] = new
+    if "vocab_size" in values and isinstance(values["vocab_size"], int):
+        ids = [
+            v
+            for k, v in values.items()
+            if k.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool)
+        ]
+        for k, v in values.items():
+            if k.endswith("token_id") and isinstance(v, list):
+                ids += [i for i in v if isinstance(i, int)]
+        vocab = max([VOCAB, *(i + 1 for i in ids)])
+        if vocab < values["vocab_size"]:
+            out["vocab_size"] = vocab
+    return out
+
+
+def _derived_keys(config) -> list[str]:
+    """Fields a config computes from others when left out (stale once the others shrink)."""
+    return [k for k in ("layer_types", "mlp_layer_types", "head_dim") if k in vars(config)]
+
+
+def tiny_config(model_type: str):
+    """The default config of ``model_type`` with every size-like field made tiny."""
+    from transformers import CONFIG_MAPPING
+
+    cls = CONFIG_MAPPING[model_type]
+    default = cls()
+    over = _overrides(default)
+    try:
+        return cls(**over)
+    except TypeError:
+        # a config that takes sub-configs only as objects
+        sub = {k: v for k, v in over.items() if not isinstance(v, dict)}
+        config = cls(**sub)
+        for k, v in over.items():
+            if isinstance(v, dict):
+                setattr(config, k, type(getattr(default, k))(**v))
+        return config
+
+
+def build(model_type: str) -> nn.Module:
+    """A tiny ``AutoModel`` of ``model_type`` with seeded random weights, in eval mode."""
+    from transformers import AutoModel
+
+    config = tiny_config(model_type)
+    torch.manual_seed(0)
+    with _quiet():
+        model = AutoModel.from_config(config)
+    return model.eval()
+
+
+@contextlib.contextmanager
+def _quiet():
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.set_verbosity(level)
+
+
+# -- blocks, defined without explorer ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    stack: str  # module name of the ModuleList/Sequential
+    index: int  # position in the stack
+    prefix: str  # module name of the block: parameter names start with prefix + "."
+
+
+def find_blocks(model: nn.Module) -> list[Block]:
+    """The model's blocks: children of the outermost stacks of :data:`LAYERS` same-class blocks."""
+    stacks: list[str] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList | nn.Sequential) or len(module) != LAYERS:
+            continue
+        children = list(module)
+        if len({type(c) for c in children}) != 1:
+            continue
+        if not all(any(p.ndim >= 2 for p in c.parameters()) for c in children):
+            continue
+        if any(name.startswith(s + ".") for s in stacks):
+            continue
+        stacks.append(name)
+    return [
+        Block(stack, i, f"{stack}.{i}" if stack else str(i))
+        for stack in stacks
+        for i in range(LAYERS)
+    ]
+
+
+def _in_block(name: str, blocks: Iterable[Block]) -> Block | None:
+    for b in blocks:
+        if name.startswith(b.prefix + "."):
+            return b
+    return None
+
+
+# -- the checks ---------------------------------------------------------------------------------
+
+
+def takes_input_ids(model: nn.Module) -> bool:
+    try:
+        return "input_ids" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def check(model_type: str, *, capture: bool = True) -> Result:
+    """Build ``model_type`` tiny and run every check on it (see the module docstring)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    start = time.perf_counter()
+    result = Result(model_type, model_class=str(MODEL_MAPPING_NAMES.get(model_type, "")))
+    try:
+        model = build(model_type)
+    except Exception as exc:  # noqa: BLE001 - any failure to instantiate is recorded, not raised
+        result.reason = _one_line(exc)
+        result.seconds = time.perf_counter() - start
+        return result
+    result.instantiated = True
+    try:
+        _check_model(model, result, capture=capture)
+    finally:
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+def _check_model(model: nn.Module, result: Result, *, capture: bool) -> None:
+    import explorer as ex
+
+    blocks = find_blocks(model)
+    result.n_blocks = len(blocks)
+    result.n_stacks = len({b.stack for b in blocks})
+    result.takes_ids = takes_input_ids(model)
+    try:
+        with _quiet():
+            ck = ex.load(model)
+        table = ck.layers
+    except Exception as exc:  # noqa: BLE001
+        why = f"ex.load failed: {_one_line(exc)}"
+        for name in CHECKS:
+            result.checks[name] = (False, why)
+        return
+    rows = list(zip(table["name"], table["depth"], table["role"], strict=True))
+    if not blocks:
+        why = f"no stack of {LAYERS} same-class blocks found in the module (sweep could not tell)"
+        for name in ("one_depth", "increasing", "roles"):
+            result.checks[name] = (False, why)
+    else:
+        depth_of = _block_depths(rows, blocks)
+        result.checks["one_depth"] = _check_one_depth(depth_of)
+        result.checks["increasing"] = _check_increasing(depth_of, blocks)
+        result.checks["roles"] = _check_roles(rows, blocks, result)
+    result.checks["covered"] = _check_covered(model, {name for name, _, _ in rows})
+    if result.takes_ids and capture:
+        own = _own_forward(model)
+        if own:
+            result.capture_note = f"the model's own forward fails here: {own}"
+        else:
+            result.checks["capture"] = _check_capture(ck, model, blocks, rows)
+
+
+def _block_depths(rows, blocks) -> dict[Block, set[int]]:
+    depth_of: dict[Block, set[int]] = {b: set() for b in blocks}
+    for name, depth, _ in rows:
+        b = _in_block(name, blocks)
+        if b is not None:
+            depth_of[b].add(int(depth))
+    return depth_of
+
+
+def _check_one_depth(depth_of) -> tuple[bool, str]:
+    bad = {b.prefix: sorted(d) for b, d in depth_of.items() if len(d) != 1}
+    if not bad:
+        return True, ""
+    first = next(iter(bad.items()))
+    return (
+        False,
+        f"{len(bad)} of {len(depth_of)} blocks span != 1 depth (e.g. {first[0]}: {first[1]})",
+    )
+
+
+def _check_increasing(depth_of, blocks) -> tuple[bool, str]:
+    one = {b: min(d) for b, d in depth_of.items() if len(d) == 1}
+    if len(one) != len(blocks):
+        return False, "not every block has one depth"
+    for stack in dict.fromkeys(b.stack for b in blocks):
+        seq = [one[b] for b in blocks if b.stack == stack]
+        if any(a >= b for a, b in zip(seq, seq[1:], strict=False)):
+            return False, f"{stack}: block depths {seq} do not increase"
+    by_depth: dict[int, set[str]] = {}
+    for b, d in one.items():
+        by_depth.setdefault(d, set()).add(b.stack)
+    shared = {d: s for d, s in by_depth.items() if len(s) > 1}
+    if shared:
+        d, s = next(iter(shared.items()))
+        return False, f"stacks {sorted(s)} share depth {d}"
+    return True, ""
+
+
+def _check_roles(rows, blocks, result: Result) -> tuple[bool, str]:
+    roles = [role for name, _, role in rows if _in_block(name, blocks) is not None]
+    if not roles:
+        result.role_fraction = 0.0
+        return False, "no matrices of the blocks in the table"
+    named = sum(r != "other" for r in roles)
+    result.role_fraction = named / len(roles)
+    if result.role_fraction >= ROLE_TARGET:
+        return True, ""
+    others = sorted(
+        {
+            _strip(name, blocks)
+            for name, _, role in rows
+            if role == "other" and _in_block(name, blocks)
+        }
+    )
+    return False, f"{named}/{len(roles)} block matrices named; 'other': {', '.join(others[:4])}"
+
+
+def _strip(name: str, blocks) -> str:
+    b = _in_block(name, blocks)
+    return name[len(b.prefix) + 1 :] if b else name
+
+
+def _check_covered(model: nn.Module, names: set[str]) -> tuple[bool, str]:
+    groups: dict[int, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        if t.ndim >= 2 and t.is_floating_point():
+            groups.setdefault(id(t), []).append(name)
+    missing = [g[0] for g in groups.values() if not names.intersection(g)]
+    if not missing:
+        return True, ""
+    return False, f"{len(missing)} of {len(groups)} matrices missing (e.g. {missing[0]})"
+
+
+def _probe_ids(model: nn.Module) -> torch.Tensor:
+    vocab = getattr(model.config, "vocab_size", None) or VOCAB
+    gen = torch.Generator().manual_seed(0)
+    return torch.randint(3, min(int(vocab), VOCAB), (N_PROBE, SEQ), generator=gen)
+
+
+def _own_forward(model: nn.Module) -> str:
+    """Run the model on the probe ids the way transformers documents it; '' when it works."""
+    ids = _probe_ids(model)
+    kwargs = {"input_ids": ids}
+    if getattr(model.config, "is_encoder_decoder", False):
+        kwargs["decoder_input_ids"] = ids
+    try:
+        with torch.no_grad(), _quiet():
+            model(**kwargs)
+    except Exception as exc:  # noqa: BLE001
+        return _one_line(exc)
+    return ""
+
+
+def _check_capture(ck, model: nn.Module, blocks, rows) -> tuple[bool, str]:
+    import explorer as ex
+
+    if not blocks:
+        return False, "no blocks to compare with"
+    ids = _probe_ids(model)
+    try:
+        with _quiet():
+            acts = ex.capture(ck, ids, device="cpu", progress=False, max_bytes=None)
+    except Exception as exc:  # noqa: BLE001
+        return False, _one_line(exc)
+    depths = sorted({min(d) for d in _block_depths(rows, blocks).values() if d})
+    missing = [d for d in depths if d not in acts.depths]
+    if missing:
+        return False, f"no hidden state at block depths {missing[:4]}"
+    wrong = {d: tuple(acts[d].shape) for d in depths if acts[d].shape != (N_PROBE, WIDTH)}
+    if wrong:
+        d, shape = next(iter(wrong.items()))
+        return False, f"{len(wrong)} block depths not ({N_PROBE}, {WIDTH}) (depth {d}: {shape})"
+    return True, ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return f"{type(exc).__name__}: {msg[:200]}"
+
+
+# -- the whole sweep ----------------------------------------------------------------------------
+
+
+def sweep(types: Iterable[str] | None = None, *, workers: int = 1) -> list[Result]:
+    """:func:`check` for every type (default :func:`model_types`), in ``workers`` processes."""
+    types = list(types) if types is not None else model_types()
+    if workers <= 1:
+        return [check(t) for t in types]
+    import multiprocessing as mp
+
+    # fork: the workers inherit the imported torch/transformers/explorer; a fresh worker every
+    # 40 types keeps the memory of hundreds of model classes from piling up
+    with mp.get_context("fork").Pool(workers, maxtasksperchild=40) as pool:
+        return pool.map(check, types, chunksize=1)
