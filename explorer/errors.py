@@ -28,3 +28,8 @@ class DeviceError(ExplorerError, RuntimeError):
 
 class BundleMissingError(ExplorerError, FileNotFoundError):
     """The widgets' JavaScript bundle has not been built (run scripts/setup)."""
+
+
+class MissingDependencyError(ExplorerError, ImportError):
+    """An optional library that the request needs is not installed (the message says what to
+    pip install)."""
