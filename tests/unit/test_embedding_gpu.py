@@ -16,9 +16,9 @@ from sklearn.manifold import trustworthiness
 import explorer.kernel.embedding_gpu as eg
 import explorer.projection_gpu as pg
 from explorer.activations import Activations
+from explorer.cache import Cache
 from explorer.errors import MissingDependencyError
 from explorer.jobs import JobEngine
-from explorer.cache import Cache
 from explorer.kernel.neighbors import knn, knn_accuracy
 from explorer.kernel.projection import pca
 from explorer.projection import project
