@@ -36,3 +36,8 @@ class ArgumentError(ExplorerError, ValueError):
 
 class DataError(ExplorerError, ValueError):
     """Data an operation cannot use as given (NaN/Inf, constant, too few points, too large for memory)."""
+
+
+class MissingDependencyError(ExplorerError, ImportError):
+    """An optional library that the request needs is not installed (the message says what to
+    pip install)."""

@@ -34,6 +34,7 @@ from explorer.cache import cache_root, digest, key
 from explorer.jobs import Job, JobEngine, default_engine
 from explorer.kernel.device import resolve_device
 from explorer.kernel.projection import displacement, pca, procrustes
+from explorer.projection_gpu import gpu_layout, layout_engine
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,7 +87,9 @@ def project(
         UMAP and t-SNE only: start each depth from the previous depth's layout (raw), instead of a
         spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order.
     device : "auto", "cpu", "cuda", ...
-        Where PCA runs.
+        Where PCA runs, and where UMAP/t-SNE run: on a CUDA device through TorchDR or cuML
+        (:mod:`explorer.projection_gpu` says which and when; the option ``gpu_engine`` names
+        the library), else on the CPU.
     cache : bool
         Read and write each depth's layout in the engine's disk cache, keyed by the depth's bytes,
         the method, its options, the seed and explorer's version; not by ``device`` (the CPU and
@@ -112,6 +115,7 @@ def project(
     if missing:
         raise KeyError(f"depths {missing} were not captured; captured: {acts.depths}")
     dev = resolve_device(device)
+    gpu = layout_engine(method, device, dev, options)  # None: the CPU reference
     proj = Projection(acts, method, depths, n_components, seed, align, labels, options)
 
     # the layout holds the raw layouts so far (filled in by proj._add, in depth order), not the
@@ -121,12 +125,17 @@ def project(
 
     def layout(depth: int) -> dict[str, np.ndarray]:
         init = _previous(depths, depth, raw) if init_previous else None
+        if gpu is not None:
+            coords = gpu_layout(acts[depth], method, n_components, seed, dev, gpu, init, options)
+            return {"coords": coords}
         return _layout(acts[depth], method, n_components, seed, dev, init, options)
 
     def layer_key(depth: int) -> str:
         chain = depths[: depths.index(depth) + 1] if init_previous else [depth]
         params = {"method": method, "k": n_components, "seed": seed, "options": options}
         params["init_previous"] = init_previous
+        if gpu is not None:
+            params["engine"] = gpu
         return key(_KEY_FORMAT, params, [digest(acts[d]) for d in chain])
 
     engine = engine or default_engine()

@@ -1,11 +1,13 @@
 """The analysis kernel: pure math on tensors, CPU or GPU. Imports nothing of the notebook.
 
 One flat namespace (DESIGN.md): estimators of intrinsic dimension, spectra of one matrix, the
-subspaces of two, CKA, projections and exact nearest neighbours.
+subspaces of two, CKA, projections (UMAP/t-SNE on the GPU among them) and exact nearest
+neighbours.
 """
 
 from explorer.kernel import (
     dimension,
+    embedding_gpu,
     entropy,
     neighbors,
     projection,
@@ -15,6 +17,7 @@ from explorer.kernel import (
 )
 from explorer.kernel.device import resolve_device as resolve_device
 from explorer.kernel.dimension import *  # noqa: F403
+from explorer.kernel.embedding_gpu import *  # noqa: F403
 from explorer.kernel.entropy import *  # noqa: F403
 from explorer.kernel.neighbors import *  # noqa: F403
 from explorer.kernel.powerlaw import PowerLawFit as PowerLawFit
@@ -27,6 +30,7 @@ from explorer.kernel.subspaces import *  # noqa: F403
 __all__ = sorted(
     {"PowerLawFit", "fit_powerlaw", "resolve_device"}
     | set(dimension.__all__)
+    | set(embedding_gpu.__all__)
     | set(entropy.__all__)
     | set(neighbors.__all__)
     | set(projection.__all__)

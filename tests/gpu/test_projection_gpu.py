@@ -3,6 +3,11 @@
 Tolerances: the GPU computes in float32, the CPU in float64; coordinates agree to 1e-4 of their
 largest magnitude on data with separated eigenvalues (sign convention included), to 1e-3 on the
 demo; explained variance ratios to 1e-5 relative.
+
+UMAP and t-SNE on CUDA (TorchDR or cuML, each one installed) are other implementations of the
+CPU reference (umap-learn, scikit-learn), so they agree in quality, not in coordinates: on the
+demo digits at every depth, trustworthiness at k = 10 within 0.02 of the CPU layout's and the
+10-NN label accuracy in the layout within 0.03.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import torch
 import explorer as ex
 from explorer import demo
 from explorer.jobs import JobEngine
+from explorer.kernel.embedding_gpu import available_gpu_engines, umap_gpu
+from explorer.kernel.neighbors import knn_accuracy
 from explorer.kernel.projection import displacement, pca, procrustes
 from explorer.projection import project
 
@@ -75,3 +82,56 @@ def test_project_on_cuda_matches_cpu():
         np.testing.assert_allclose(
             gpu.explained_variance_ratio[d], cpu.explained_variance_ratio[d], rtol=1e-4
         )
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return ex.capture(demo.load("digits-clean"), demo.probe("digits"), progress=False)
+
+
+def _engines():
+    found = available_gpu_engines()
+    return [
+        pytest.param(e, marks=pytest.mark.skipif(e not in found, reason=f"{e} is not installed"))
+        for e in ("torchdr", "cuml")
+    ]
+
+
+@pytest.mark.parametrize("gpu_engine", _engines())
+@pytest.mark.parametrize("method", ["umap", "tsne"])
+def test_layout_on_cuda_agrees_with_the_cpu_in_quality(digits, method, gpu_engine):
+    engine = JobEngine(cache=False)
+    try:
+        cpu = project(digits, method, device="cpu", engine=engine)
+        gpu = project(digits, method, device="cuda", engine=engine, gpu_engine=gpu_engine)
+    finally:
+        engine.shutdown()
+    q_cpu, q_gpu = cpu.quality(k=[10]).set_index("depth"), gpu.quality(k=[10]).set_index("depth")
+    for d in digits.depths:
+        assert np.isfinite(gpu.raw[d]).all() and gpu.raw[d].dtype == np.float32
+        tw_cpu, tw_gpu = q_cpu.trustworthiness_10[d], q_gpu.trustworthiness_10[d]
+        assert tw_gpu >= tw_cpu - 0.02, (d, tw_gpu, tw_cpu)
+        acc_cpu, acc_gpu = q_cpu.knn_accuracy_layout[d], q_gpu.knn_accuracy_layout[d]
+        assert acc_gpu >= acc_cpu - 0.03, (d, acc_gpu, acc_cpu)
+
+
+def test_auto_device_lays_out_on_the_gpu_when_an_engine_is_installed(digits):
+    if not available_gpu_engines():
+        pytest.skip("neither torchdr nor cuml is installed")
+    engine = JobEngine(cache=False)
+    try:
+        p = project(digits, "umap", depths=digits.depths[-1:], device="auto", engine=engine)
+    finally:
+        engine.shutdown()
+    assert p.raw[digits.depths[-1]].shape == (digits.n_points, 2)
+
+
+@pytest.mark.skipif("torchdr" not in available_gpu_engines(), reason="torchdr is not installed")
+def test_torchdr_umap_on_cuda_at_20k_points_separates_clusters():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    labels = torch.randint(0, 10, (20_000,), device="cuda", generator=g)
+    centers = torch.randn(10, 128, device="cuda", generator=g) * 4
+    x = centers[labels] + torch.randn(20_000, 128, device="cuda", generator=g)
+    z = umap_gpu(x, seed=1, engine="torchdr")
+    assert z.device.type == "cuda" and z.shape == (20_000, 2)
+    assert knn_accuracy(z.cpu(), labels.cpu().numpy(), k=10) > 0.95
