@@ -30,7 +30,12 @@ def render() -> str:
         rows = [c for c in REGISTRY if c.area == area]
         if not rows:
             continue
-        lines += [f"## {area}", "", "| input or fault | what the user gets | test |", "|---|---|---|"]
+        lines += [
+            f"## {area}",
+            "",
+            "| input or fault | what the user gets | test |",
+            "|---|---|---|",
+        ]
         for c in rows:
             cells = [c.what, c.expect, f"`{c.test}`"]
             lines.append("| " + " | ".join(s.replace("|", "\\|") for s in cells) + " |")
@@ -42,7 +47,10 @@ def main() -> int:
     text = render()
     if sys.argv[1:] == ["--check"]:
         if not DOC.is_file() or DOC.read_text() != text:
-            print(f"{DOC.relative_to(ROOT)} is stale: run scripts/reliability_table.py", file=sys.stderr)
+            print(
+                f"{DOC.relative_to(ROOT)} is stale: run scripts/reliability_table.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     DOC.write_text(text)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -51,13 +51,17 @@ def bad_input(area: str, what: str, expect: str) -> Callable:
         raise ValueError(f"unknown area {area!r}; use one of {AREAS}")
 
     def register(fn: Callable) -> Callable:
-        REGISTRY.append(Case(area, what, expect, f"{fn.__module__.rsplit('.', 1)[-1]}::{fn.__name__}"))
+        REGISTRY.append(
+            Case(area, what, expect, f"{fn.__module__.rsplit('.', 1)[-1]}::{fn.__name__}")
+        )
         return pytest.mark.reliability(fn)
 
     return register
 
 
-def run_isolated(code: str, timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_isolated(
+    code: str, timeout: float = 120.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter; a crash is a non-zero return code, a hang a failure."""
     try:
         return subprocess.run(
@@ -75,7 +79,9 @@ def assert_clear_error(excinfo: pytest.ExceptionInfo, *words: str) -> None:
     """The error is explorer's own (never a raw third-party traceback) and names ``words``."""
     from explorer.errors import ExplorerError
 
-    assert isinstance(excinfo.value, ExplorerError), f"raw {type(excinfo.value).__name__}: {excinfo.value}"
+    assert isinstance(excinfo.value, ExplorerError), (
+        f"raw {type(excinfo.value).__name__}: {excinfo.value}"
+    )
     text = str(excinfo.value).lower()
     for word in words:
         assert word.lower() in text, f"{word!r} not in message: {excinfo.value}"
