@@ -14,6 +14,12 @@ finishes, so
   layer) goes to the ``on_progress`` callbacks;
 * **errors** are caught per layer: the failed layer's exception is kept in :attr:`Job.errors`
   and the other layers complete; :meth:`Job.result` then raises :class:`JobError` naming them;
+* **nested jobs** (a layer that itself submits a job to the same engine, e.g. calls
+  ``ex.project``) run their layers inline on the calling worker thread: waiting for free workers
+  of a pool the outer job may fill would never end (a nested pool deadlock);
+* **exit**: the default pool's threads are daemons, so a layer still running when the interpreter
+  (a notebook kernel) shuts down does not keep it alive; cache writes are atomic, so an
+  interrupted layer leaves nothing that is read back;
 * **cache**: with ``key=`` (a function of the layer giving a :func:`explorer.cache.key`), a
   layer whose entry is on disk is read instead of computed, and a computed one is stored; such a
   layer's result must be a mapping of names to numeric arrays. Changing a parameter changes only
@@ -26,21 +32,32 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from explorer.cache import Cache
-from explorer.errors import ExplorerError
+from explorer.errors import ArgumentError, ExplorerError
 
-__all__ = ["Job", "JobEngine", "JobError", "Progress", "default_engine", "submit"]
+__all__ = [
+    "DaemonThreadPool",
+    "Job",
+    "JobEngine",
+    "JobError",
+    "Progress",
+    "default_engine",
+    "submit",
+]
 
 _ids = itertools.count(1)
+_engine_ids = itertools.count(1)
+_worker = threading.local()  # .engines: ids of the engines whose layer this thread is running
 
 
 class JobError(ExplorerError, RuntimeError):
@@ -105,8 +122,8 @@ class Job:
     ):
         if len(set(layers)) != len(layers):
             raise ValueError("the layers of a job must be distinct")
-        if parallel < 1:
-            raise ValueError(f"parallel must be >= 1, got {parallel}")
+        if not isinstance(parallel, int) or parallel < 1:
+            raise ArgumentError(f"parallel must be an integer >= 1, got {parallel!r}")
         self.id = next(_ids)
         self.name = name or getattr(fn, "__name__", "job")
         self.layers = list(layers)
@@ -251,9 +268,12 @@ class Job:
                 self._next += 1
                 self._running.append(layer)
             self._emit_progress()
+            if self._engine._token in getattr(_worker, "engines", ()):
+                self._run_inline(layer)
+                continue
             try:
                 fut = self._engine.executor.submit(
-                    _run_layer, self._fn, layer, self._key, self._engine.cache
+                    _run_marked, self._engine._token, self._fn, layer, self._key, self._engine.cache
                 )
             except Exception as exc:  # noqa: BLE001 - e.g. an executor that was shut down
                 self._record(layer, None, exc)
@@ -262,6 +282,15 @@ class Job:
         self._emit_progress()
         for cb in done_cbs:
             _call(cb, self)
+
+    def _run_inline(self, layer: Hashable) -> None:
+        """A nested job's layer, on the worker thread that submitted it (see the module doc)."""
+        try:
+            value, hit = _run_layer(self._fn, layer, self._key, self._engine.cache)
+            exc = None
+        except Exception as e:  # noqa: BLE001 - reported with the layer, others go on
+            value, hit, exc = None, False, e
+        self._record(layer, value, exc, hit)
 
     def _on_future(self, layer: Hashable, fut: Future) -> None:
         try:
@@ -314,6 +343,18 @@ def _run_layer(fn, layer, key, cache: Cache | None):
     return value, False
 
 
+def _run_marked(token: int, fn, layer, key, cache: Cache | None):
+    """:func:`_run_layer` with this thread marked as a worker of engine ``token``."""
+    engines = _worker.__dict__.setdefault("engines", set())
+    fresh = token not in engines
+    engines.add(token)
+    try:
+        return _run_layer(fn, layer, key, cache)
+    finally:
+        if fresh:
+            engines.discard(token)
+
+
 def _call(cb, *args) -> None:
     """A subscriber's exception is a warning, never the job's failure."""
     try:
@@ -343,10 +384,12 @@ class JobEngine:
         cache: Cache | None | bool = None,
         max_workers: int | None = None,
     ):
+        if max_workers is not None and max_workers < 1:
+            raise ArgumentError(f"max_workers must be >= 1, got {max_workers}")
         self._own = executor is None
-        self.executor = executor or ThreadPoolExecutor(
-            max_workers=max_workers or min(4, os.cpu_count() or 1),
-            thread_name_prefix="explorer-job",
+        self._token = next(_engine_ids)
+        self.executor = executor or DaemonThreadPool(
+            max_workers or min(4, os.cpu_count() or 1), "explorer-job"
         )
         self._cache = cache
 
@@ -388,6 +431,74 @@ class JobEngine:
         """Shut down the engine's own thread pool (an executor passed in is left alone)."""
         if self._own:
             self.executor.shutdown(wait=wait, cancel_futures=True)
+
+
+class DaemonThreadPool(Executor):
+    """A pool of up to ``max_workers`` daemon threads, started as work arrives.
+
+    Unlike :class:`concurrent.futures.ThreadPoolExecutor` (whose threads the interpreter joins at
+    exit), a layer still running here does not keep a finished script or a kernel that is being
+    shut down alive.
+    """
+
+    def __init__(self, max_workers: int, name: str = "explorer-job"):
+        self._max = max_workers
+        self._name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._shutdown = False
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            fut: Future = Future()
+            self._queue.put((fut, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max:
+                t = threading.Thread(
+                    target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True
+                )
+                t.start()
+                self._threads.append(t)
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fut, fn, args, kwargs = item
+            del item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # noqa: BLE001 - handed to the future
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(result)
+            del fut
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._queue.put(None)
+        if wait:
+            for t in threads:
+                if t is not threading.current_thread():
+                    t.join()
 
 
 _default: JobEngine | None = None

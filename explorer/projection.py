@@ -31,10 +31,12 @@ import torch
 
 from explorer.activations import Activations
 from explorer.cache import cache_root, digest, key
+from explorer.errors import ArgumentError
 from explorer.jobs import Job, JobEngine, default_engine
 from explorer.kernel.device import resolve_device
 from explorer.kernel.projection import displacement, pca, procrustes
 from explorer.projection_gpu import gpu_layout, layout_engine
+from explorer.projection_input import STATUSES, check_points, prepare, usable_init
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,15 +107,19 @@ def project(
         ``perplexity``/``max_iter``/... for t-SNE.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ArgumentError(f"method must be one of {METHODS}, got {method!r}")
     if n_components not in (2, 3):
-        raise ValueError(f"n_components must be 2 or 3, got {n_components}")
+        raise ArgumentError(f"n_components must be 2 or 3, got {n_components!r}")
+    if not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise ArgumentError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     if init_previous and method == "pca":
         raise ValueError("init_previous applies to 'umap' and 'tsne' only")
     depths = list(acts.depths if depths is None else depths)
     missing = [d for d in depths if d not in acts.depths]
     if missing:
         raise KeyError(f"depths {missing} were not captured; captured: {acts.depths}")
+    if depths:
+        check_points(acts.n_points, min(acts[d].shape[1] for d in depths), method, n_components)
     dev = resolve_device(device)
     gpu = layout_engine(method, device, dev, options)  # None: the CPU reference
     proj = Projection(acts, method, depths, n_components, seed, align, labels, options)
@@ -124,11 +130,13 @@ def project(
     raw = proj.raw
 
     def layout(depth: int) -> dict[str, np.ndarray]:
-        init = _previous(depths, depth, raw) if init_previous else None
+        x, status = prepare(acts[depth], depth)
+        if x is None:  # constant: every point at the origin, no third-party call
+            return _at_origin(acts.n_points, n_components, method, status)
+        init = usable_init(_previous(depths, depth, raw)) if init_previous else None
         if gpu is not None:
-            coords = gpu_layout(acts[depth], method, n_components, seed, dev, gpu, init, options)
-            return {"coords": coords}
-        return _layout(acts[depth], method, n_components, seed, dev, init, options)
+            return {"coords": gpu_layout(x, method, n_components, seed, dev, gpu, init, options)}
+        return _layout(x, method, n_components, seed, dev, init, options)
 
     def layer_key(depth: int) -> str:
         chain = depths[: depths.index(depth) + 1] if init_previous else [depth]
@@ -162,6 +170,9 @@ class Projection:
         Each depth's layout as the method returned it.
     explained_variance_ratio : dict of int -> (k,)
         PCA only: ``lambda_j / tr(C)`` per depth.
+    status : dict of int -> str
+        ``"ok"``, or ``"constant"`` for a depth whose points are all equal (laid at the origin;
+        see :mod:`explorer.projection_input`).
     depths, method, n_components, seed, align, options
         What was asked (provenance).
     job : explorer.jobs.Job
@@ -180,6 +191,7 @@ class Projection:
         self.coords: dict[int, np.ndarray] = {}
         self.raw: dict[int, np.ndarray] = {}
         self.explained_variance_ratio: dict[int, np.ndarray] = {}
+        self.status: dict[int, str] = {}
         self.job: Job | None = None
 
     def __repr__(self) -> str:
@@ -192,6 +204,7 @@ class Projection:
         """A depth arrived (depths arrive in order): keep it, aligned onto the previous one."""
         raw = np.asarray(layout["coords"], dtype=np.float32)
         self.raw[depth] = raw
+        self.status[depth] = STATUSES[int(layout.get("status", 0))]
         if "explained_variance_ratio" in layout:
             self.explained_variance_ratio[depth] = np.asarray(layout["explained_variance_ratio"])
         target = _previous(self.depths, depth, self.coords) if self.align else None
@@ -387,6 +400,16 @@ def project_pair(
 
 
 # -- one depth ----------------------------------------------------------------------------------
+def _at_origin(n: int, n_components: int, method: str, status: str) -> dict[str, np.ndarray]:
+    out = {
+        "coords": np.zeros((n, n_components), np.float32),
+        "status": np.array(STATUSES.index(status), np.int8),
+    }
+    if method == "pca":
+        out["explained_variance_ratio"] = np.zeros(n_components)
+    return out
+
+
 def _layout(x, method, n_components, seed, device, init, options) -> dict[str, np.ndarray]:
     if method == "pca":
         r = pca(x.to(device), n_components, seed=seed, **options)
