@@ -47,11 +47,13 @@ WIDTH = 32  # hidden size / d_model / n_embd
 HEADS = 2
 HEAD_DIM = WIDTH // HEADS
 FFN = 64
-VOCAB = 100
+VOCAB = 128  # special token ids sit at its top, probe ids below PROBE_VOCAB
+PROBE_VOCAB = 64
 EXPERTS = 4
 SEQ = 8  # tokens per probe input
 N_PROBE = 4  # probe inputs
 ROLE_TARGET = 0.9
+TIME_LIMIT = 60  # seconds per model type, build and checks together
 CHECKS = ("one_depth", "increasing", "covered", "roles", "capture")
 
 # field names (of a config or one of its sub-configs) and the tiny value they get
@@ -59,16 +61,18 @@ _WIDTH_NAMES = re.compile(
     r"^(hidden_size|d_model|n_embd|n_embed|embed_dim|hidden_dim|model_dim|d_embed|dim|"
     r"embedding_size|embedding_dim|emb_dim|word_embed_proj_dim|projection_dim|proj_dim|"
     r"text_embed_dim|vision_embed_dim|d_inner_model|encoder_hidden_size|decoder_hidden_size|"
-    r"text_hidden_size|vision_hidden_size|audio_hidden_size|hidden_channels)$"
+    r"text_hidden_size|vision_hidden_size|audio_hidden_size|hidden_channels|out_hidden_size)$"
 )
 _HEAD_DIM_NAMES = re.compile(
     r"^(head_dim|attention_head_size|d_kv|kv_channels|d_head|qk_nope_head_dim|v_head_dim|"
-    r"qk_rope_head_dim|attention_head_dim)$"
+    r"qk_rope_head_dim|attention_head_dim|key_head_dim|value_head_dim|index_head_dim|"
+    r"swa_head_dim)$"
 )
 _HEADS_NAMES = re.compile(
     r"^(num_attention_heads|n_head|n_heads|num_heads|encoder_attention_heads|"
     r"decoder_attention_heads|attention_heads|num_attention_heads_per_layer|"
-    r"encoder_num_attention_heads|decoder_num_attention_heads|n_attention_heads)$"
+    r"encoder_num_attention_heads|decoder_num_attention_heads|n_attention_heads|"
+    r"num_key_heads|num_value_heads)$"
 )
 _KV_HEADS_NAMES = re.compile(
     r"^(num_key_value_heads|n_kv_heads|num_kv_heads|multi_query_group_num|n_head_kv|"
@@ -132,31 +136,23 @@ def model_types() -> list[str]:
 # -- tiny configs -------------------------------------------------------------------------------
 
 
+_PREFIX = re.compile(
+    r"^((mamba|ssm|text|vision|audio|speech|encoder|decoder|global|local|cross|moe|linear|attn|"
+    r"attention|shared|lm|llm|backbone|latent|expert|mlp|language|qformer|prompt|depth)_)+"
+)
+_TOKEN_ID = re.compile(r"(token_id|token_index|token_ids|_token)$")
+_DERIVED = ("layer_types", "mlp_layer_types")  # recomputed from the (shrunk) layer count
+
+
 def _shrunk_value(name: str, value, old_layers: set[int]):
     """The tiny value for one config field, or ``None`` to keep the default."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
-        if _LAYER_NAMES.match(name):
-            return LAYERS if value > 0 else None
-        if _WIDTH_NAMES.match(name):
-            return WIDTH
-        if _HEAD_DIM_NAMES.match(name):
-            return HEAD_DIM
-        if _HEADS_NAMES.match(name):
-            return HEADS
-        if _KV_HEADS_NAMES.match(name):
-            return min(value, HEADS) if value > 0 else None
-        if _FFN_NAMES.match(name):
-            return FFN
-        if _EXPERT_NAMES.match(name):
-            return EXPERTS if value > 1 else None
-        if _TOP_K_NAMES.match(name):
-            return min(value, 2)
-        if _RANK_NAMES.match(name):
-            return min(value, 16)
-        if name == "n_shared_experts":
-            return min(value, 1)
+        for key in dict.fromkeys((name, _PREFIX.sub("", name))):
+            new = _shrunk_int(key, value)
+            if new is not None:
+                return new
         return None
     if isinstance(value, list | tuple) and value and all(type(v) is int for v in value):
         if _LIST_DEPTH_NAMES.match(name):
@@ -166,7 +162,7 @@ def _shrunk_value(name: str, value, old_layers: set[int]):
             return [max(v // scale, 8) for v in value]
         if _LIST_HEADS_NAMES.match(name):
             return [min(v, HEADS) for v in value]
-        if len(value) in old_layers:  # per-layer lists (layer_types, window sizes, ...)
+        if len(value) in old_layers:  # per-layer lists (window sizes, ...)
             return list(value[:LAYERS])
     if isinstance(value, list | tuple) and value and len(value) in old_layers:
         if all(isinstance(v, str) for v in value):
@@ -174,24 +170,83 @@ def _shrunk_value(name: str, value, old_layers: set[int]):
     return None
 
 
-def _overrides(config) -> dict:
-    """The constructor arguments that make ``config`` tiny, sub-configs as nested dicts."""
-    from transformers import PretrainedConfig
+def _shrunk_int(name: str, value: int) -> int | None:
+    if _LAYER_NAMES.match(name):
+        return LAYERS if value > 0 else None
+    if _WIDTH_NAMES.match(name):
+        return WIDTH
+    if _HEAD_DIM_NAMES.match(name):
+        return HEAD_DIM
+    if _HEADS_NAMES.match(name):
+        return HEADS
+    if _KV_HEADS_NAMES.match(name):
+        return min(value, HEADS) if value > 0 else None
+    if _FFN_NAMES.match(name):
+        return FFN
+    if _EXPERT_NAMES.match(name):
+        return EXPERTS if value > 1 else None
+    if _TOP_K_NAMES.match(name):
+        return min(value, 2)
+    if _RANK_NAMES.match(name):
+        return min(value, 16)
+    if name == "n_shared_experts":
+        return min(value, 1)
+    if "vocab" in name and value > VOCAB:
+        return VOCAB
+    return None
 
-    values = dict(vars(config))
+
+def _is_id(name: str, value) -> bool:
+    return bool(_TOKEN_ID.search(name)) and type(value) is int
+
+
+def _large_ids(values: dict, found: set[int]) -> set[int]:
+    """Every special token id >= VOCAB anywhere in a config tree (as dicts)."""
+    for name, value in values.items():
+        if not isinstance(name, str):
+            continue
+        if isinstance(value, dict):
+            _large_ids(value, found)
+        elif _is_id(name, value) and value >= VOCAB:
+            found.add(value)
+        elif _TOKEN_ID.search(name) and isinstance(value, list | tuple):
+            found.update(v for v in value if type(v) is int and v >= VOCAB)
+    return found
+
+
+def _overrides(values: dict, id_map: dict[int, int]) -> dict:
+    """The constructor arguments that make a config (as a dict) tiny, sub-configs as dicts.
+
+    Special token ids past the tiny vocabulary move to its top (``id_map``, the same in every
+    sub-config); probe ids are drawn below them.
+    """
     old_layers = {
-        v for k, v in values.items() if isinstance(v, int) and _LAYER_NAMES.match(k) and v > 0
+        v for k, v in values.items() if type(v) is int and _LAYER_NAMES.match(k) and v > 0
     }
     out: dict = {}
     for name, value in values.items():
         if name.startswith("_"):
             continue
-        if isinstance(value, PretrainedConfig):
-            sub = value.to_dict()
-            sub.update(_overrides(value))
-            for k in _derived_keys(value):
-                sub.pop(k, None)
-            out[name] = sub
+        if "layer" in name and isinstance(value, dict) and value:
+            kept = {k: v for k, v in value.items() if str(k).isdigit() and int(k) < LAYERS}
+            if len(kept) < len(value) and all(str(k).isdigit() for k in value):
+                out[name] = kept  # per-layer settings keyed by layer index
+                continue
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            sub = {**value, **_overrides(value, id_map)}
+            if "model_type" in value:
+                for k in _DERIVED:
+                    sub.pop(k, None)
+            if sub != value:
+                out[name] = sub
+            continue
+        if _is_id(name, value):
+            if value in id_map:
+                out[name] = id_map[value]
+            continue
+        if _TOKEN_ID.search(name) and isinstance(value, list | tuple):
+            if any(v in id_map for v in value):
+                out[name] = [id_map.get(v, v) for v in value]
             continue
         if (
             value is None
@@ -203,24 +258,7 @@ def _overrides(config) -> dict:
         new = _shrunk_value(name, value, old_layers)
         if new is not None and new != value:
             out[name] = new
-    if "vocab_size" in values and isinstance(values["vocab_size"], int):
-        ids = [
-            v
-            for k, v in values.items()
-            if k.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool)
-        ]
-        for k, v in values.items():
-            if k.endswith("token_id") and isinstance(v, list):
-                ids += [i for i in v if isinstance(i, int)]
-        vocab = max([VOCAB, *(i + 1 for i in ids)])
-        if vocab < values["vocab_size"]:
-            out["vocab_size"] = vocab
     return out
-
-
-def _derived_keys(config) -> list[str]:
-    """Fields a config computes from others when left out (stale once the others shrink)."""
-    return [k for k in ("layer_types", "mlp_layer_types", "head_dim") if k in vars(config)]
 
 
 def tiny_config(model_type: str):
@@ -229,7 +267,10 @@ def tiny_config(model_type: str):
 
     cls = CONFIG_MAPPING[model_type]
     default = cls()
-    over = _overrides(default)
+    values = default.to_dict()
+    large = sorted(_large_ids(values, set()))
+    id_map = {v: VOCAB - 1 - i for i, v in enumerate(large)}
+    over = _overrides(values, id_map)
     try:
         return cls(**over)
     except TypeError:
@@ -321,18 +362,48 @@ def check(model_type: str, *, capture: bool = True) -> Result:
 
     start = time.perf_counter()
     result = Result(model_type, model_class=str(MODEL_MAPPING_NAMES.get(model_type, "")))
-    try:
-        model = build(model_type)
-    except Exception as exc:  # noqa: BLE001 - any failure to instantiate is recorded, not raised
-        result.reason = _one_line(exc)
-        result.seconds = time.perf_counter() - start
-        return result
-    result.instantiated = True
-    try:
-        _check_model(model, result, capture=capture)
-    finally:
-        result.seconds = time.perf_counter() - start
+    with _time_limit(TIME_LIMIT):
+        try:
+            model = build(model_type)
+        except Exception as exc:  # noqa: BLE001 - any failure to instantiate is recorded
+            result.reason = _one_line(exc)
+            result.seconds = time.perf_counter() - start
+            return result
+        result.instantiated = True
+        try:
+            _check_model(model, result, capture=capture)
+        except _TimeUp:
+            for name in CHECKS:
+                result.checks.setdefault(name, (False, f"checks took over {TIME_LIMIT} s"))
+        finally:
+            result.seconds = time.perf_counter() - start
     return result
+
+
+class _TimeUp(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    """Raise :class:`_TimeUp` in the block after ``seconds`` (main thread; no-op elsewhere)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def up(_signum, _frame):
+        raise _TimeUp(f"over {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _check_model(model: nn.Module, result: Result, *, capture: bool) -> None:
@@ -353,16 +424,15 @@ def _check_model(model: nn.Module, result: Result, *, capture: bool) -> None:
         return
     rows = list(zip(table["name"], table["depth"], table["role"], strict=True))
     if not blocks:
-        why = f"no stack of {LAYERS} same-class blocks found in the module (sweep could not tell)"
-        for name in ("one_depth", "increasing", "roles"):
-            result.checks[name] = (False, why)
+        why = f"no stack of {LAYERS} same-class blocks in the module (the sweep cannot tell)"
+        result.checks["one_depth"] = (False, why)
     else:
         depth_of = _block_depths(rows, blocks)
         result.checks["one_depth"] = _check_one_depth(depth_of)
         result.checks["increasing"] = _check_increasing(depth_of, blocks)
         result.checks["roles"] = _check_roles(rows, blocks, result)
     result.checks["covered"] = _check_covered(model, {name for name, _, _ in rows})
-    if result.takes_ids and capture:
+    if result.takes_ids and capture and blocks:
         own = _own_forward(model)
         if own:
             result.capture_note = f"the model's own forward fails here: {own}"
@@ -446,7 +516,7 @@ def _check_covered(model: nn.Module, names: set[str]) -> tuple[bool, str]:
 def _probe_ids(model: nn.Module) -> torch.Tensor:
     vocab = getattr(model.config, "vocab_size", None) or VOCAB
     gen = torch.Generator().manual_seed(0)
-    return torch.randint(3, min(int(vocab), VOCAB), (N_PROBE, SEQ), generator=gen)
+    return torch.randint(3, min(int(vocab), PROBE_VOCAB), (N_PROBE, SEQ), generator=gen)
 
 
 def _own_forward(model: nn.Module) -> str:
@@ -466,8 +536,6 @@ def _own_forward(model: nn.Module) -> str:
 def _check_capture(ck, model: nn.Module, blocks, rows) -> tuple[bool, str]:
     import explorer as ex
 
-    if not blocks:
-        return False, "no blocks to compare with"
     ids = _probe_ids(model)
     try:
         with _quiet():
@@ -505,3 +573,112 @@ def sweep(types: Iterable[str] | None = None, *, workers: int = 1) -> list[Resul
     # 40 types keeps the memory of hundreds of model classes from piling up
     with mp.get_context("fork").Pool(workers, maxtasksperchild=40) as pool:
         return pool.map(check, types, chunksize=1)
+
+
+# -- docs/architectures.md ----------------------------------------------------------------------
+
+DOC_HEADER = "# Architectures: what explorer makes of every transformers model type"
+_TABLE_HEAD = (
+    "| model type | AutoModel class | blocks (stacks) | roles named | capture | passes | why not |"
+)
+
+
+def row(r: Result) -> str:
+    """The table row of one instantiated type (the test compares it with the checked-in doc)."""
+    blocks = f"{r.n_blocks} ({r.n_stacks})" if r.n_blocks else "none found"
+    roles = f"{100 * r.role_fraction:.0f} %" if r.role_fraction is not None else "-"
+    if "capture" in r.checks:
+        capture = "yes" if r.checks["capture"][0] else "no"
+    elif r.capture_note:
+        capture = "n/a (its own forward fails)"
+    else:
+        capture = "n/a (no input_ids)"
+    why = "; ".join(r.failures + ([r.capture_note] if r.capture_note else []))
+    cells = [
+        f"`{r.model_type}`",
+        r.model_class,
+        blocks,
+        roles,
+        capture,
+        "yes" if r.passed else "no",
+    ]
+    return "| " + " | ".join(_cell(c) for c in [*cells, why]) + " |"
+
+
+def not_built_row(r: Result) -> str:
+    return f"| `{r.model_type}` | {_cell(r.model_class)} | {_cell(r.reason)} |"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary(results: list[Result]) -> tuple[int, int, int]:
+    """(types, instantiated, passing every check)."""
+    built = [r for r in results if r.instantiated]
+    return len(results), len(built), sum(r.passed for r in built)
+
+
+def render(results: list[Result], versions: str) -> str:
+    """The whole of docs/architectures.md for these results."""
+    n, m, k = summary(results)
+    built = [r for r in results if r.instantiated]
+    failing = {name: sum(not r.checks.get(name, (True, ""))[0] for r in built) for name in CHECKS}
+    lines = [
+        DOC_HEADER,
+        "",
+        "Generated by `python scripts/architectures.py` from the sweep in",
+        "`tests/integration/architectures.py`; `tests/integration/test_architectures.py` checks",
+        f"that every row still holds. Measured with {versions}.",
+        "",
+        "Every model type of the installed transformers that has an AutoModel class is built at a",
+        f"tiny size (width {WIDTH}, {LAYERS} blocks per stack, {HEADS} heads, feed-forward {FFN}, "
+        f"vocabulary {VOCAB}, {EXPERTS} experts) with random weights and opened with `ex.load`.",
+        "The blocks are found from the module structure alone (the stacks of "
+        f"{LAYERS} same-class children that hold weights), and checked:",
+        "each block's matrices share one depth; depth increases with the block index and stacks do",
+        "not share depths; every parameter with two or more axes is in `ck.layers`; at least",
+        f"{ROLE_TARGET:.0%} of block matrices have a named role (not `other`); for models that take",
+        f"`input_ids`, `ex.capture` on {N_PROBE} x {SEQ} token ids gives a hidden state of width "
+        f"{WIDTH} at every block's depth.",
+        "",
+        f"**{n} types, {m} instantiate here, {k} pass every check = "
+        f"{100 * k / max(m, 1):.1f} % of those that instantiate.**",
+        "",
+        "Types failing each check: "
+        + ", ".join(f"{name} {count}" for name, count in failing.items())
+        + ".",
+        "",
+        "## Every type that instantiates",
+        "",
+        _TABLE_HEAD,
+        "|---|---|---|---|---|---|---|",
+        *(row(r) for r in built),
+        "",
+        "## Types that do not instantiate here",
+        "",
+        "Their tiny config or their model could not be built in this environment (a missing",
+        "optional library, a config that rejects the tiny sizes); they are not counted above.",
+        "",
+        "| model type | AutoModel class | reason |",
+        "|---|---|---|",
+        *(not_built_row(r) for r in results if not r.instantiated),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def doc_rows(text: str) -> dict[str, str]:
+    """Model type -> its row, for every row of either table in a rendered doc."""
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"\| `([^`]+)` \|", line)
+        if m:
+            rows[m.group(1)] = line
+    return rows
+
+
+def versions() -> str:
+    import transformers
+
+    return f"transformers {transformers.__version__}, torch {torch.__version__}"
