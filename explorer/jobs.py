@@ -10,8 +10,9 @@ finishes, so
   already running finishes, its result is kept);
 * **partial results stream**: each finished layer is announced to the ``on_part`` callbacks and
   to every :meth:`Job.parts` iterator at once;
-* **progress** (layers done, the layer now running, an ETA from the mean time per finished
-  layer) goes to the ``on_progress`` callbacks;
+* **progress** (layers done, the layer now running and how far it has got, an ETA from the
+  time per unit of work done so far) goes to the ``on_progress`` callbacks; a long layer reports
+  how far it has got by calling :func:`layer_progress` (in-process executors only);
 * **errors** are caught per layer: the failed layer's exception is kept in :attr:`Job.errors`
   and the other layers complete; :meth:`Job.result` then raises :class:`JobError` naming them;
 * **nested jobs** (a layer that itself submits a job to the same engine, e.g. calls
@@ -37,7 +38,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -52,12 +53,27 @@ __all__ = [
     "JobError",
     "Progress",
     "default_engine",
+    "layer_progress",
     "submit",
 ]
 
 _ids = itertools.count(1)
 _engine_ids = itertools.count(1)
 _worker = threading.local()  # .engines: ids of the engines whose layer this thread is running
+_local = threading.local()
+# seconds between two progress events from inside one layer
+_LAYER_PROGRESS_INTERVAL = 0.2
+
+
+def layer_progress(fraction: float) -> None:
+    """From inside a job's function: the layer now running is ``fraction`` (0..1) done.
+
+    The job's :class:`Progress` and its ETA move within the layer (at most one event per 0.2 s).
+    A no-op outside a job and on executors that run layers in other processes (Dask).
+    """
+    report = getattr(_local, "report", None)
+    if report is not None:
+        report(min(1.0, max(0.0, float(fraction))))
 
 
 class JobError(ExplorerError, RuntimeError):
@@ -80,7 +96,9 @@ def _label(layer: Hashable) -> str:
 @dataclass(frozen=True)
 class Progress:
     """A job's state: ``done`` of ``total`` layers, ``current`` the layer running (or the last
-    finished), ``eta_s`` = mean seconds per finished layer x layers left (None before the first)."""
+    finished), ``running`` the summed fractions reported by the layers in flight
+    (:func:`layer_progress`), ``eta_s`` = elapsed x (work left / work done), the work counted in
+    layers, ``done + running`` of them done (None before any work is done)."""
 
     done: int
     total: int
@@ -88,10 +106,11 @@ class Progress:
     elapsed_s: float
     eta_s: float | None
     state: str
+    running: float = 0.0
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
+        return (self.done + self.running) / self.total if self.total else 1.0
 
 
 class Job:
@@ -138,6 +157,8 @@ class Job:
         self._order: list[Hashable] = []  # finished layers (done or failed), in completion order
         self._next = 0
         self._running: list[Hashable] = []
+        self._within: dict[Hashable, float] = {}  # layer in flight -> fraction it reported
+        self._last_within = 0.0
         self._cancelled = False
         self._finished = False
         self._start = time.perf_counter()
@@ -165,13 +186,15 @@ class Job:
     def progress(self) -> Progress:
         with self._cond:
             done = len(self._order)
+            running = sum(self._within.values())
+            work = done + running
             elapsed = time.perf_counter() - self._start
-            eta = elapsed / done * (len(self.layers) - done) if done else None
+            eta = elapsed / work * (len(self.layers) - work) if work > 0 else None
             if self._running:
                 current = self._running[0]
             else:
                 current = self._order[-1] if self._order else None
-            return Progress(done, len(self.layers), current, elapsed, eta, self._state())
+            return Progress(done, len(self.layers), current, elapsed, eta, self._state(), running)
 
     @property
     def cancelled(self) -> bool:
@@ -271,9 +294,18 @@ class Job:
             if self._engine._token in getattr(_worker, "engines", ()):
                 self._run_inline(layer)
                 continue
+            # a layer's own progress reaches the job only from threads of this process
+            local = isinstance(self._engine.executor, (ThreadPoolExecutor, DaemonThreadPool))
+            report = partial(self._layer_progress, layer) if local else None
             try:
                 fut = self._engine.executor.submit(
-                    _run_marked, self._engine._token, self._fn, layer, self._key, self._engine.cache
+                    _run_marked,
+                    self._engine._token,
+                    self._fn,
+                    layer,
+                    self._key,
+                    self._engine.cache,
+                    report,
                 )
             except Exception as exc:  # noqa: BLE001 - e.g. an executor that was shut down
                 self._record(layer, None, exc)
@@ -301,9 +333,21 @@ class Job:
         self._record(layer, value, exc, hit)
         self._pump()
 
+    def _layer_progress(self, layer: Hashable, fraction: float) -> None:
+        with self._cond:
+            if layer not in self._running:
+                return
+            self._within[layer] = fraction
+            now = time.perf_counter()
+            if now - self._last_within < _LAYER_PROGRESS_INTERVAL:
+                return
+            self._last_within = now
+        self._emit_progress()
+
     def _record(self, layer, value, exc: BaseException | None, hit: bool = False) -> None:
         with self._cond:
             self._running.remove(layer)
+            self._within.pop(layer, None)
             if exc is None:
                 self.results[layer] = value
                 if hit:
@@ -326,14 +370,19 @@ class Job:
                 _call(cb, p)
 
 
-def _run_layer(fn, layer, key, cache: Cache | None):
-    """One layer on a worker: the cached result if a valid entry exists, else ``fn(layer)``."""
+def _run_layer(fn, layer, key, cache: Cache | None, report=None):
+    """One layer on a worker: the cached result if a valid entry exists, else ``fn(layer)``
+    (with ``report`` receiving its :func:`layer_progress`)."""
     k = key(layer) if key is not None and cache is not None else None
     if k is not None:
         hit = cache.get(k)
         if hit is not None:
             return hit[0], True
-    value = fn(layer)
+    outer, _local.report = getattr(_local, "report", None), report
+    try:
+        value = fn(layer)
+    finally:
+        _local.report = outer
     if k is not None:
         if not isinstance(value, Mapping):
             raise TypeError(
@@ -343,13 +392,13 @@ def _run_layer(fn, layer, key, cache: Cache | None):
     return value, False
 
 
-def _run_marked(token: int, fn, layer, key, cache: Cache | None):
+def _run_marked(token: int, fn, layer, key, cache: Cache | None, report=None):
     """:func:`_run_layer` with this thread marked as a worker of engine ``token``."""
     engines = _worker.__dict__.setdefault("engines", set())
     fresh = token not in engines
     engines.add(token)
     try:
-        return _run_layer(fn, layer, key, cache)
+        return _run_layer(fn, layer, key, cache, report)
     finally:
         if fresh:
             engines.discard(token)

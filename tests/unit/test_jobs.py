@@ -12,7 +12,7 @@ import torch
 
 from explorer.activations import Activations
 from explorer.cache import Cache, key
-from explorer.jobs import JobEngine, JobError
+from explorer.jobs import JobEngine, JobError, layer_progress
 from explorer.projection import project
 
 
@@ -41,6 +41,37 @@ def test_parts_stream_in_layer_order_with_progress(engine):
     late = []
     job.on_part(lambda d, v: late.append(d))  # a late subscriber gets every finished part
     assert late == list(range(6))
+
+
+def test_progress_moves_within_a_long_layer(engine):
+    reached, release = threading.Event(), threading.Event()
+    events = []
+
+    def long_layer(d):
+        if d == 1:
+            layer_progress(0.5)  # half of this layer's work is done
+            reached.set()
+            release.wait(10)
+        return d
+
+    job = engine.submit(long_layer, range(4), on_progress=events.append)
+    assert reached.wait(10)
+    deadline = time.monotonic() + 10
+    while job.progress.running != 0.5:  # the first layer finished, the second is half done
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    p = job.progress
+    assert (p.done, p.current, p.fraction) == (1, 1, 1.5 / 4)
+    # the ETA counts the half layer: elapsed x (4 - 1.5) / 1.5
+    assert p.eta_s == pytest.approx(p.elapsed_s * 2.5 / 1.5, rel=0.05)
+    assert any(e.running == 0.5 for e in events)  # subscribers saw the layer move
+    release.set()
+    assert job.result(timeout=10) == {d: d for d in range(4)}
+    assert job.progress.running == 0.0 and job.progress.fraction == 1.0
+
+
+def test_layer_progress_outside_a_job_does_nothing():
+    layer_progress(0.3)  # no job runs in this thread: nothing to report to, no error
 
 
 def test_cancel_stops_within_one_layer(engine):

@@ -1,0 +1,92 @@
+"""numba kernel of :func:`explorer.kernel.umap_layout`: one epoch of UMAP's SGD, parallel over
+points and deterministic (imported lazily: importing numba takes a while).
+
+Point ``j`` is moved only by the thread that owns it, along the edges ``(j, k)`` of its row of the
+symmetric fuzzy graph (CSR, so each undirected edge is seen from both ends), against the positions
+of the other points at the start of the epoch (``prev``), with negative samples drawn by a
+counter-based hash of ``(seed, j, epoch, draw)``: no thread reads what another writes during an
+epoch, so the result depends on the seed only, not on the number of threads or their timing.
+
+The update of one sampled edge is umap-learn's (McInnes et al. 2018; ``optimize_layout_euclidean``):
+with ``d2 = ||y_j - y_k||^2``, attraction ``y_j += alpha * clip(-2ab d2^(b-1) / (1 + a d2^b)
+(y_j - y_k))`` and, for each of the edge's negative samples ``m``, repulsion
+``y_j += alpha * clip(2 gamma b / ((0.001 + d2) (1 + a d2^b)) (y_j - y_m))``, ``clip`` to [-4, 4].
+umap-learn also moves ``y_k`` by the opposite attraction (``move_other``) and meets every edge from
+both ends; here ``k`` moves itself when its own row meets the edge, so the attraction is applied
+with weight ``attract = 2`` to give every point the same pull per sample as there.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(inline="always")
+def _mix(z):
+    """splitmix64's finaliser: a bijective scramble of 64 bits."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(inline="always")
+def _clip(v):
+    return 4.0 if v > 4.0 else (-4.0 if v < -4.0 else v)
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def sgd_epoch(
+    y,
+    prev,
+    indptr,
+    tail,
+    epochs_per_sample,
+    next_sample,
+    epochs_per_negative,
+    next_negative,
+    a,
+    b,
+    gamma,
+    alpha,
+    attract,
+    epoch,
+    seed,
+):
+    """One epoch in place on ``y`` (float32, (N, dim)); ``prev`` is a copy of ``y`` before it."""
+    n, dim = y.shape
+    base = _mix(np.uint64(seed) * _GOLDEN + np.uint64(epoch))
+    for j in numba.prange(n):
+        stream = _mix(base ^ (np.uint64(j) * _GOLDEN))
+        draw = np.uint64(0)
+        for e in range(indptr[j], indptr[j + 1]):
+            if next_sample[e] > epoch:
+                continue
+            k = tail[e]
+            d2 = 0.0
+            for d in range(dim):
+                diff = y[j, d] - prev[k, d]
+                d2 += diff * diff
+            if d2 > 0.0:
+                coeff = -2.0 * a * b * d2 ** (b - 1.0) / (a * d2**b + 1.0)
+                for d in range(dim):
+                    y[j, d] += attract * alpha * _clip(coeff * (y[j, d] - prev[k, d]))
+            next_sample[e] += epochs_per_sample[e]
+
+            n_neg = int((epoch - next_negative[e]) / epochs_per_negative[e])
+            for _ in range(n_neg):
+                draw += np.uint64(1)
+                m = np.int64(_mix(stream + draw * _GOLDEN) % np.uint64(n))
+                if m == j:
+                    continue
+                d2 = 0.0
+                for d in range(dim):
+                    diff = y[j, d] - prev[m, d]
+                    d2 += diff * diff
+                if d2 > 0.0:
+                    coeff = 2.0 * gamma * b / ((0.001 + d2) * (a * d2**b + 1.0))
+                    for d in range(dim):
+                        y[j, d] += alpha * _clip(coeff * (y[j, d] - prev[m, d]))
+            next_negative[e] += n_neg * epochs_per_negative[e]

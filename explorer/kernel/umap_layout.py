@@ -1,0 +1,159 @@
+"""UMAP (McInnes, Healy & Melville 2018) from exact neighbours, with a parallel, seeded layout.
+
+:func:`umap_layout` is umap-learn's algorithm with two parts replaced:
+
+1. **neighbours**: the exact k nearest neighbours of :func:`explorer.kernel.knn` (blocked matrix
+   products on the data's device) instead of pynndescent's approximate ones; no pynndescent, so
+   none of its numba compilation either;
+2. **layout**: the stochastic gradient descent of ``optimize_layout_euclidean`` (same edge
+   sampling schedule, same attraction and repulsion, same clipping and learning-rate decay
+   ``alpha_n = alpha_0 (1 - n / n_epochs)``), run parallel over points by a numba kernel in which
+   each point is moved only by its own thread, against the other points' positions at the start
+   of the epoch (:mod:`explorer.kernel._umap_sgd`).
+
+Between them, umap-learn's own code builds the fuzzy graph (``fuzzy_simplicial_set``: the smooth
+k-NN distances and the fuzzy union ``A + A^T - A o A^T``), prunes edges below ``max w / n_epochs``
+and makes the spectral initialisation (``spectral_layout``, scaled to coordinates in [-10, 10]).
+
+**What the seed guarantees**: the neighbours are exact and the graph deterministic; the spectral
+initialisation is seeded; the layout's negative samples come from a counter-based hash of
+``(seed, point, epoch, draw)`` and no thread reads another's writes within an epoch. The same
+input, options and seed therefore give the same layout bit for bit, whatever the number of
+threads (``NUMBA_NUM_THREADS``) or their timing, on the same machine and library versions
+(floating-point reductions in BLAS and ARPACK may differ between CPUs). umap-learn itself is
+reproducible only single-threaded (``random_state`` set forces ``n_jobs=1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["umap_layout"]
+
+
+def umap_layout(
+    X,
+    n_components: int = 2,
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    spread: float = 1.0,
+    n_epochs: int | None = None,
+    init: str | np.ndarray = "spectral",
+    seed: int = 0,
+    learning_rate: float = 1.0,
+    repulsion_strength: float = 1.0,
+    negative_sample_rate: int = 5,
+    local_connectivity: float = 1.0,
+    set_op_mix_ratio: float = 1.0,
+    neighbors: tuple | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """A UMAP layout of the rows of ``X`` (see the module docstring for what differs from
+    umap-learn and what the seed guarantees).
+
+    Parameters
+    ----------
+    X : array or tensor, shape (N, D)
+        The neighbours are searched on the tensor's device; the rest runs on the CPU.
+    n_components : int
+    n_neighbors, min_dist, spread, learning_rate, repulsion_strength, negative_sample_rate,
+    local_connectivity, set_op_mix_ratio
+        As in ``umap.UMAP`` (``n_neighbors`` counts the point itself, as there).
+    n_epochs : int, optional
+        Default as umap-learn: 500 up to 10,000 points, 200 above.
+    init : {"spectral", "pca"} or array (N, n_components)
+        ``"spectral"``: umap-learn's spectral layout of the graph; ``"pca"``: the first principal
+        components; both scaled to [-10, 10] with seeded noise of 1e-4. An array is used as given
+        (e.g. the layout of the previous depth).
+    seed : int
+    neighbors : (distances, indices), optional
+        A precomputed :func:`explorer.kernel.knn` of ``X`` with ``n_neighbors - 1`` columns.
+    progress : callable, optional
+        ``progress(fraction)`` with the fraction of the work done (the neighbours count as 20 %,
+        the graph and initialisation as 10 %, each epoch as its share of the rest).
+
+    Returns
+    -------
+    ndarray (N, n_components), float32
+    """
+    from umap.umap_ import find_ab_params, fuzzy_simplicial_set, make_epochs_per_sample
+
+    from explorer.kernel._umap_sgd import sgd_epoch
+    from explorer.kernel.neighbors import knn
+
+    report = progress or (lambda fraction: None)
+    t = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+    n = t.shape[0]
+    if not 2 <= n_neighbors <= n:
+        raise ValueError(f"n_neighbors must be between 2 and N = {n}, got {n_neighbors}")
+    dist, idx = neighbors if neighbors is not None else knn(t, n_neighbors - 1)
+    self_col = np.arange(n, dtype=np.int64)[:, None]
+    knn_idx = np.hstack([self_col, idx[:, : n_neighbors - 1].cpu().numpy().astype(np.int64)])
+    knn_dist = np.hstack(
+        [np.zeros((n, 1), np.float32), dist[:, : n_neighbors - 1].cpu().float().numpy()]
+    )
+    report(0.2)
+
+    rng = np.random.RandomState(seed)
+    data = t.detach().cpu().to(torch.float32).numpy()
+    graph, _, _ = fuzzy_simplicial_set(
+        data,
+        n_neighbors,
+        rng,
+        "euclidean",
+        knn_indices=knn_idx,
+        knn_dists=knn_dist,
+        set_op_mix_ratio=set_op_mix_ratio,
+        local_connectivity=local_connectivity,
+    )
+    if n_epochs is None:
+        n_epochs = 500 if n <= 10_000 else 200
+    graph = graph.tocsr()
+    graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
+    graph.eliminate_zeros()
+    graph.sort_indices()
+    y = _initial(data, graph, n_components, init, rng)
+    report(0.3)
+
+    a, b = find_ab_params(spread, min_dist)
+    eps = make_epochs_per_sample(graph.data, n_epochs).astype(np.float64)
+    eps_neg = eps / negative_sample_rate
+    next_sample, next_neg = eps.copy(), eps_neg.copy()
+    indptr = graph.indptr.astype(np.int64)
+    tail = graph.indices.astype(np.int64)
+    prev = np.empty_like(y)
+    for epoch in range(n_epochs):
+        alpha = learning_rate * (1.0 - epoch / n_epochs)
+        np.copyto(prev, y)
+        sgd_epoch(
+            y, prev, indptr, tail, eps, next_sample, eps_neg, next_neg,
+            float(a), float(b), float(repulsion_strength), alpha, 2.0, epoch, seed,
+        )  # fmt: skip
+        if epoch % 10 == 9:
+            report(0.3 + 0.7 * (epoch + 1) / n_epochs)
+    report(1.0)
+    return y
+
+
+def _initial(data, graph, n_components, init, rng) -> np.ndarray:
+    if not isinstance(init, str):
+        y = np.array(init, dtype=np.float32, copy=True)
+        if y.shape != (len(data), n_components):
+            raise ValueError(f"init has shape {y.shape}, expected {(len(data), n_components)}")
+        return np.ascontiguousarray(y)
+    if init == "spectral":
+        from umap.spectral import spectral_layout
+
+        y = spectral_layout(data, graph, n_components, rng)
+    elif init == "pca":
+        from explorer.kernel.projection import pca
+
+        y = pca(torch.from_numpy(data), n_components).coords.numpy()
+    else:
+        raise ValueError(f"init must be 'spectral', 'pca' or an array, got {init!r}")
+    y = (y * (10.0 / np.abs(y).max())).astype(np.float32)
+    return y + rng.normal(scale=1e-4, size=y.shape).astype(np.float32)
