@@ -113,6 +113,29 @@ def test_project_with_the_torchdr_engine_on_cpu_reads_its_cache_back(one_thread,
         np.testing.assert_array_equal(again.raw[d], first.raw[d])  # read back unchanged
 
 
+@needs_torchdr
+def test_project_with_the_torchdr_engine_starts_each_depth_from_the_previous(
+    one_thread, monkeypatch
+):
+    x, labels = _mixture(n=120)
+    acts = Activations({0: x, 1: x + 0.01}, labels={"label": labels})
+    starts = []
+
+    def spy(x, n_components, *, init, **kw):
+        starts.append(None if init is None else np.array(init))
+        return eg.umap_gpu(x, n_components, init=init, **kw)
+
+    monkeypatch.setattr(pg, "umap_gpu", spy)
+    engine = JobEngine(cache=False)
+    try:
+        opts = {"gpu_engine": "torchdr", "n_epochs": 2}
+        p = project(acts, "umap", device="cpu", engine=engine, init_previous=True, **opts)
+    finally:
+        engine.shutdown()
+    assert starts[0] is None
+    np.testing.assert_array_equal(starts[1], p.raw[0])
+
+
 def test_engine_choice(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["cuml", "torchdr"])
