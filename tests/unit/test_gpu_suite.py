@@ -75,9 +75,40 @@ def test_reading_the_steps_output(suite):
     pytest_step, spectra_step = suite.steps(Path("/tmp"))[0], suite.steps(Path("/tmp"))[2]
     summary = "....\n===== 20 passed, 5 skipped in 81.20s (0:01:21) =====\n"
     assert suite.own_figure(pytest_step, summary) == ("20 passed, 5 skipped", None)
+    cut = "tests/gpu/a.py::test_x PASSED [ 4%]\ntests/gpu/a.py::test_y[cuml] SKIPPED (no) [ 8%]\n"
+    assert suite.own_figure(pytest_step, cut) == (
+        "cut short after 1 passed, 0 failed, 1 skipped",
+        None,
+    )
     assert suite.own_figure(spectra_step, "from GPU memory: 9.41 s (0.042 s/matrix)") == (
         "9.41 s",
         9.41,
     )
     skipped = suite.part_figure({"part": "umap12", "status": "skipped", "why": "over --budget"})
     assert skipped == ("skipped: over --budget", None)
+
+
+def test_run_times_out_a_slow_step_and_tables_the_rest(suite, tmp_path, monkeypatch, capsys):
+    import torch
+
+    fast = tmp_path / "fast.py"
+    fast.write_text('import json; print(json.dumps({"part": "a", "seconds": 2.5}))\n')
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time; time.sleep(60)\n")
+    steps = [
+        suite.Step("fast", [sys.executable, str(fast)], 30, [suite.Row("part a", "a", 3)]),
+        suite.Step("slow", [sys.executable, str(slow)], 12, [suite.Row("part b", "b")]),
+        suite.Step("late", [sys.executable, str(fast)], 30, [suite.Row("part c", "a")]),
+    ]
+    monkeypatch.setattr(suite, "steps", lambda log_dir: steps)
+    monkeypatch.setattr(suite, "environment", lambda: "fake GPU")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args = suite.argparse.Namespace(budget=25.0, log_dir=str(tmp_path / "logs"), only=None)
+    assert suite.run(args) == 1  # the timeout fails the suite
+    out = capsys.readouterr().out
+    row = {line.split("|")[0].strip(): line for line in out.splitlines() if "|" in line}
+    assert "ok" in row["part a"] and "2.50 s" in row["part a"] and "(met)" in row["part a"]
+    assert "TIMEOUT (12 s)" in row["part b"]
+    assert "SKIP (suite budget)" in row["part c"]  # 25 s budget: under 10 s left for it
+    summary = (tmp_path / "logs" / "summary.json").read_text()
+    assert "TIMEOUT" in summary and (tmp_path / "logs" / "slow.log").exists()
