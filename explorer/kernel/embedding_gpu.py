@@ -41,8 +41,9 @@ from explorer.kernel.neighbors import knn
 
 __all__ = ["GPU_ENGINES", "available_gpu_engines", "choose_gpu_engine", "tsne_gpu", "umap_gpu"]
 
-#: Libraries that lay points out on the GPU, in order of preference for ``engine="auto"``.
-GPU_ENGINES = ("cuml", "torchdr")
+#: Libraries that lay points out on the GPU, in order of preference for ``engine="auto"``:
+#: TorchDR first (the ``gpu`` extra, exercised by the CPU tests too), cuML where it is alone.
+GPU_ENGINES = ("torchdr", "cuml")
 
 # TorchDR: compute where the data are ("auto" follows X; it compares devices as strings), in
 # this process only (not across the ranks of a torchrun launch)

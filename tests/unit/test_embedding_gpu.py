@@ -138,9 +138,10 @@ def test_project_with_the_torchdr_engine_starts_each_depth_from_the_previous(
 
 def test_engine_choice(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["cuml", "torchdr"])
-    assert pg.layout_engine("umap", "cuda", cuda, {}) == "cuml"
-    assert pg.layout_engine("tsne", "auto", cuda, {}) == "cuml"
+    monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["torchdr", "cuml"])
+    assert pg.layout_engine("umap", "cuda", cuda, {}) == "torchdr"
+    assert pg.layout_engine("tsne", "auto", cuda, {}) == "torchdr"
+    assert pg.layout_engine("umap", "cuda", cuda, {"gpu_engine": "cuml"}) == "cuml"
     assert pg.layout_engine("umap", "auto", cpu, {}) is None  # the CPU reference
     assert pg.layout_engine("umap", "cpu", cpu, {"gpu_engine": "torchdr"}) == "torchdr"
     assert pg.layout_engine("umap", "cuda", cuda, {"gpu_engine": "torchdr"}) == "torchdr"
@@ -151,6 +152,10 @@ def test_engine_choice(monkeypatch):
         pg.layout_engine("umap", "cpu", cpu, {"gpu_engine": "cuml"})
     with pytest.raises(ValueError, match="one of"):
         eg.choose_gpu_engine("rapids")
+    monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["cuml"])
+    assert pg.layout_engine("umap", "cuda", cuda, {}) == "cuml"
+    with pytest.raises(MissingDependencyError):  # cuML alone cannot serve the CPU
+        pg.layout_engine("umap", "cpu", cpu, {"gpu_engine": "torchdr"})
 
 
 def test_no_engine_installed(monkeypatch):
