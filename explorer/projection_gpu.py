@@ -3,7 +3,7 @@
 UMAP and t-SNE run on the CPU (umap-learn, scikit-learn: the reference) unless
 
 * ``device`` is a CUDA device asked for by name (``"cuda"``, ``"cuda:1"``): then a GPU engine
-  (:mod:`explorer.kernel.embedding_gpu`: cuML if installed, else TorchDR) is required, and its
+  (:mod:`explorer.kernel.embedding_gpu`: TorchDR if installed, else cuML) is required, and its
   absence is a :class:`~explorer.errors.MissingDependencyError` that says what to install;
 * ``device="auto"`` resolved to CUDA: a GPU engine if one is installed, else the CPU reference
   with a warning that says what to install;

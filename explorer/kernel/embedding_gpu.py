@@ -41,8 +41,13 @@ from explorer.kernel.neighbors import knn
 
 __all__ = ["GPU_ENGINES", "available_gpu_engines", "choose_gpu_engine", "tsne_gpu", "umap_gpu"]
 
-#: Libraries that lay points out on the GPU, in order of preference for ``engine="auto"``.
-GPU_ENGINES = ("cuml", "torchdr")
+#: Libraries that lay points out on the GPU, in order of preference for ``engine="auto"``:
+#: TorchDR first (the ``gpu`` extra, exercised by the CPU tests too), cuML where it is alone.
+GPU_ENGINES = ("torchdr", "cuml")
+
+# TorchDR: compute where the data are ("auto" follows X; it compares devices as strings), in
+# this process only (not across the ranks of a torchrun launch)
+_TORCHDR_COMMON = {"device": "auto", "distributed": False}
 
 _INSTALL = (
     "install one: `pip install 'torchdr>=0.5'` (pure torch, or `pip install explorer[gpu]`), or "
@@ -135,7 +140,7 @@ def umap_gpu(
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "max_iter": epochs}
     params |= {"metric": "euclidean", "backend": None, "process_duplicates": False}
     params |= _torchdr_init(init, x, keep_scale=True)
-    model = torchdr.UMAP(n_components=n_components, device=x.device, **params, **options)
+    model = torchdr.UMAP(n_components=n_components, **_TORCHDR_COMMON, **params, **options)
     return _run_torchdr(model, x, seed, squared=False)
 
 
@@ -195,7 +200,7 @@ def tsne_gpu(
     params = {"perplexity": perplexity, "max_iter": max_iter, "backend": backend}
     params |= {"metric": "sqeuclidean", "process_duplicates": False}
     params |= _torchdr_init(init, x, keep_scale=False)
-    model = torchdr.TSNE(n_components=n_components, device=x.device, **params, **options)
+    model = torchdr.TSNE(n_components=n_components, **_TORCHDR_COMMON, **params, **options)
     return _run_torchdr(model, x, seed, squared=True)
 
 

@@ -17,7 +17,8 @@ distances of the size of their true separation, not of the rounding noise.
   points after it, ``X[i0:]``, and its top-k is taken along both axes: along rows for the points
   of ``I``, along columns for the later points, which are merged into a running top-k. This halves
   the products; on a 2-core AVX2 CPU 50,000 x 384 with ``k = 2`` takes ~10 s (products ~75 %).
-* CUDA: all rows against all points, block by block, with the products in TF32
+* CUDA: all rows against all points, block by block (top-k over interleaved group minima first,
+  as on the CPU: at 1M points the top-k, not the products, is the cost), with the products in TF32
   (``precision="tf32"``, default) or bfloat16 (``"bf16"``) and a larger candidate margin, then the
   exact float32 recomputation (``precision="fp32"`` for full-precision products).
 
@@ -136,7 +137,7 @@ def _candidates_rows(x: torch.Tensor, rows: torch.Tensor, kc: int, precision: st
             # the row's own |x|^2 does not change its ranking
             d2 = norms.unsqueeze(0) - 2 * prod
             d2[torch.arange(len(r), device=x.device), r] = float("inf")
-            out[s : s + step] = d2.topk(kc, dim=1, largest=False, sorted=False).indices
+            out[s : s + step] = _tile_topk(d2, kc, 1)[1]
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev
     return out

@@ -6,7 +6,7 @@ demo; explained variance ratios to 1e-5 relative.
 
 UMAP and t-SNE on CUDA (TorchDR or cuML, each one installed) are other implementations of the
 CPU reference (umap-learn, scikit-learn), so they agree in quality, not in coordinates: on the
-demo digits at every depth, trustworthiness at k = 10 within 0.02 of the CPU layout's and the
+demo digits at the first and last depth, trustworthiness at k = 10 within 0.02 of the CPU layout's and the
 10-NN label accuracy in the layout within 0.03.
 """
 
@@ -100,14 +100,17 @@ def _engines():
 @pytest.mark.parametrize("gpu_engine", _engines())
 @pytest.mark.parametrize("method", ["umap", "tsne"])
 def test_layout_on_cuda_agrees_with_the_cpu_in_quality(digits, method, gpu_engine):
+    depths = [digits.depths[0], digits.depths[-1]]
     engine = JobEngine(cache=False)
     try:
-        cpu = project(digits, method, device="cpu", engine=engine)
-        gpu = project(digits, method, device="cuda", engine=engine, gpu_engine=gpu_engine)
+        cpu = project(digits, method, depths=depths, device="cpu", engine=engine)
+        gpu = project(
+            digits, method, depths=depths, device="cuda", engine=engine, gpu_engine=gpu_engine
+        )
     finally:
         engine.shutdown()
     q_cpu, q_gpu = cpu.quality(k=[10]).set_index("depth"), gpu.quality(k=[10]).set_index("depth")
-    for d in digits.depths:
+    for d in depths:
         assert np.isfinite(gpu.raw[d]).all() and gpu.raw[d].dtype == np.float32
         tw_cpu, tw_gpu = q_cpu.trustworthiness_10[d], q_gpu.trustworthiness_10[d]
         assert tw_gpu >= tw_cpu - 0.02, (d, tw_gpu, tw_cpu)

@@ -113,11 +113,35 @@ def test_project_with_the_torchdr_engine_on_cpu_reads_its_cache_back(one_thread,
         np.testing.assert_array_equal(again.raw[d], first.raw[d])  # read back unchanged
 
 
+@needs_torchdr
+def test_project_with_the_torchdr_engine_starts_each_depth_from_the_previous(
+    one_thread, monkeypatch
+):
+    x, labels = _mixture(n=120)
+    acts = Activations({0: x, 1: x + 0.01}, labels={"label": labels})
+    starts = []
+
+    def spy(x, n_components, *, init, **kw):
+        starts.append(None if init is None else np.array(init))
+        return eg.umap_gpu(x, n_components, init=init, **kw)
+
+    monkeypatch.setattr(pg, "umap_gpu", spy)
+    engine = JobEngine(cache=False)
+    try:
+        opts = {"gpu_engine": "torchdr", "n_epochs": 2}
+        p = project(acts, "umap", device="cpu", engine=engine, init_previous=True, **opts)
+    finally:
+        engine.shutdown()
+    assert starts[0] is None
+    np.testing.assert_array_equal(starts[1], p.raw[0])
+
+
 def test_engine_choice(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["cuml", "torchdr"])
-    assert pg.layout_engine("umap", "cuda", cuda, {}) == "cuml"
-    assert pg.layout_engine("tsne", "auto", cuda, {}) == "cuml"
+    monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["torchdr", "cuml"])
+    assert pg.layout_engine("umap", "cuda", cuda, {}) == "torchdr"
+    assert pg.layout_engine("tsne", "auto", cuda, {}) == "torchdr"
+    assert pg.layout_engine("umap", "cuda", cuda, {"gpu_engine": "cuml"}) == "cuml"
     assert pg.layout_engine("umap", "auto", cpu, {}) is None  # the CPU reference
     assert pg.layout_engine("umap", "cpu", cpu, {"gpu_engine": "torchdr"}) == "torchdr"
     assert pg.layout_engine("umap", "cuda", cuda, {"gpu_engine": "torchdr"}) == "torchdr"
@@ -128,6 +152,10 @@ def test_engine_choice(monkeypatch):
         pg.layout_engine("umap", "cpu", cpu, {"gpu_engine": "cuml"})
     with pytest.raises(ValueError, match="one of"):
         eg.choose_gpu_engine("rapids")
+    monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["cuml"])
+    assert pg.layout_engine("umap", "cuda", cuda, {}) == "cuml"
+    with pytest.raises(MissingDependencyError):  # cuML alone cannot serve the CPU
+        pg.layout_engine("umap", "cpu", cpu, {"gpu_engine": "torchdr"})
 
 
 def test_no_engine_installed(monkeypatch):
