@@ -295,8 +295,7 @@ class Job:
                 self._run_inline(layer)
                 continue
             # a layer's own progress reaches the job only from threads of this process
-            local = isinstance(self._engine.executor, (ThreadPoolExecutor, DaemonThreadPool))
-            report = partial(self._layer_progress, layer) if local else None
+            report = partial(self._layer_progress, layer) if self._engine.in_process else None
             try:
                 fut = self._engine.executor.submit(
                     _run_marked,
@@ -441,6 +440,12 @@ class JobEngine:
             max_workers or min(4, os.cpu_count() or 1), "explorer-job"
         )
         self._cache = cache
+
+    @property
+    def in_process(self) -> bool:
+        """Whether layers run on threads of this process (so they can update widgets and report
+        :func:`layer_progress`), rather than in other processes (Dask, a process pool)."""
+        return isinstance(self.executor, (ThreadPoolExecutor, DaemonThreadPool))
 
     @property
     def cache(self) -> Cache | None:

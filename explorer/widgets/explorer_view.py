@@ -22,7 +22,6 @@ import operator
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -89,8 +88,8 @@ class Explorer(traitlets.HasTraits):
         Where the cursor starts (default: the first depth).
     device : str, default "auto"
     engine : JobEngine, optional
-        Where jobs run (default: :func:`explorer.jobs.default_engine`). Its executor must be a
-        ``ThreadPoolExecutor``: the dashboard's jobs update its views as they go, so they run in
+        Where jobs run (default: :func:`explorer.jobs.default_engine`). Its executor must run
+        threads of this process (the default pool, or a ``ThreadPoolExecutor``): the dashboard's jobs update its views as they go, so they run in
         this process (a Dask or process-pool engine serves ``ex.project`` and the other
         functions called directly).
     capture_options : dict, optional
@@ -144,7 +143,7 @@ class Explorer(traitlets.HasTraits):
         self._busy = 0
         self._syncing = 0
         self._engine = engine or default_engine()
-        if not isinstance(self._engine.executor, ThreadPoolExecutor):
+        if not self._engine.in_process:
             raise ValueError(
                 f"ex.Explorer runs its jobs on threads of this process, which update the views "
                 f"as they go; this engine's executor is a {type(self._engine.executor).__name__}. "
