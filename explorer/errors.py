@@ -36,3 +36,7 @@ class ArgumentError(ExplorerError, ValueError):
 
 class DataError(ExplorerError, ValueError):
     """Data an operation cannot use as given (NaN/Inf, constant, too few points, too large for memory)."""
+
+
+class MemoryLimitError(ExplorerError, MemoryError):
+    """An operation that needs (or ran out of) more memory than there is; says what to shrink."""

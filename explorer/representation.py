@@ -49,6 +49,7 @@ from explorer.kernel.entropy import (
 )
 from explorer.kernel.neighbors import knn_accuracy
 from explorer.kernel.spectra import effective_rank, rankme
+from explorer.memory_budget import out_of_memory
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,6 +85,10 @@ KNN_K = 10
 MIN_K = 10
 #: Fewest distinct points for PHD: its log-log fit needs subset sizes spanning a factor of 8.
 PHD_MIN_POINTS = 32
+_OOM_HINT = (
+    "capture fewer points (capture(max_points=...)), pass a subset, ask for fewer methods, "
+    "lower n_boot, or use device='cpu'"
+)
 _DIMENSIONS = {"twonn", "twonn_mle", "mle", "lid", "gride", "phd", "lpca", "lpca_ratio"}
 
 
@@ -155,8 +160,8 @@ def representation_metrics(
                 depth=depth, address=f"blocks.{depth}", subset=name, seed=seed, device=str(dev)
             )
             ctx = _Context(x, ys, ci, n_boot, nb_spec, seed)
-            for row in ctx.run(wanted):
-                rows.append({**base, **row})
+            with out_of_memory(f"representation_metrics at depth {depth}", _OOM_HINT):
+                rows.extend({**base, **row} for row in ctx.run(wanted))
     cols = ["depth", "address", "subset", "metric", "estimator", "scale", "value", "ci_low"]
     cols += ["ci_high", "n_boot", "n_points", "n_duplicates", "seed", "device", "dtype", "status"]
     import pandas as pd
