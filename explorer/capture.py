@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from explorer import arguments
 from explorer.activations import Activations
 from explorer.errors import ProbeError
 from explorer.kernel.device import resolve_device
@@ -237,6 +238,13 @@ def capture(
     ``inputs_embeds`` to models that take them), and any other tensor (pixel values, audio
     features, plain features), passed as the first argument.
     """
+    batch_size = arguments.integer("batch_size", batch_size, low=1)
+    max_length = arguments.integer("max_length", max_length, low=1)
+    if max_points is not None:
+        max_points = arguments.integer("max_points", max_points, low=1)
+    if max_bytes is not None:
+        max_bytes = arguments.integer("max_bytes", max_bytes, low=1)
+    seed = arguments.integer("seed", seed, low=0)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r}; choose one of {POOLINGS}")
     if dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):

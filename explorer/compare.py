@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from explorer import arguments
 from explorer.errors import LayerError
 from explorer.kernel.device import resolve_device
 from explorer.kernel.memory import release_freed
@@ -185,8 +186,13 @@ class Comparison:
         """
         import pandas as pd
 
-        k = self.intruder_k if k is None else int(k)
-        eps = self.epsilon if epsilon is None else float(epsilon)
+        k = self.intruder_k if k is None else arguments.integer("k", k, low=1)
+        eps = (
+            self.epsilon
+            if epsilon is None
+            else arguments.real("epsilon", epsilon, 0, 1, open_low=True)
+        )
+        arguments.choice("side", side, ("left", "right"))
         rows = []
         for name in self.names:
             for lc in self.layers[name].values():
@@ -338,6 +344,12 @@ def compare(
     >>> cmp = ex.compare(demo.load("base"), [demo.load("full"), demo.load("lora")])
     >>> cmp.intruders(k=10, epsilon=0.5)[["b", "address", "n_intruders"]]
     """
+    if ks is not None:
+        ks = arguments.integers("ks", ks, low=1)
+    intruder_k = arguments.integer("intruder_k", intruder_k, low=1)
+    epsilon = arguments.real("epsilon", epsilon, 0.0, 1.0, open_low=True)
+    arguments.choice("method", method, ("auto", "exact", "randomized"))
+    seed = arguments.integer("seed", seed, low=0)
     ck_a = load(a)
     cks_b = [load(x) for x in (b if isinstance(b, list | tuple) else [b])]
     if not cks_b:

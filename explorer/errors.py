@@ -41,3 +41,7 @@ class DataError(ExplorerError, ValueError):
 class MissingDependencyError(ExplorerError, ImportError):
     """An optional library that the request needs is not installed (the message says what to
     pip install)."""
+
+
+class MemoryLimitError(ExplorerError, MemoryError):
+    """An operation that needs (or ran out of) more memory than there is; says what to shrink."""

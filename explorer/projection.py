@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from explorer import arguments
 from explorer.activations import Activations
 from explorer.cache import cache_root, digest, key
 from explorer.errors import ArgumentError
@@ -280,6 +281,10 @@ class Projection:
         from explorer.kernel.neighbors import knn_accuracy
 
         n = self.acts.n_points
+        max_points = arguments.integer("max_points", max_points, low=4)
+        top = (min(n, max_points) - 1) // 2
+        k = arguments.integers("k", k, low=1, high=max(1, top))
+        knn_k = arguments.integer("knn_k", knn_k, low=1, high=max(1, min(n, max_points) - 1))
         rng = np.random.default_rng(self.seed)
         keep = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else None
         disp = self.displacement.set_index("depth")

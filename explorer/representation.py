@@ -38,7 +38,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from explorer import arguments
 from explorer.activations import Activations
+from explorer.errors import DataError
 from explorer.kernel import dimension as dim
 from explorer.kernel.device import resolve_device
 from explorer.kernel.entropy import (
@@ -47,6 +49,7 @@ from explorer.kernel.entropy import (
 )
 from explorer.kernel.neighbors import knn_accuracy
 from explorer.kernel.spectra import effective_rank, rankme
+from explorer.memory_budget import out_of_memory
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,6 +80,16 @@ LID_K = 20
 LPCA_K = 100
 GRIDE_MAX = 64
 KNN_K = 10
+#: Fewest neighbours for an estimate averaged over a neighbourhood (MLE, LID, local PCA): below
+#: it the value is NaN with a reason (N = 10 points gave MLE over k = 6 and a "dimension" anyway).
+MIN_K = 10
+#: Fewest distinct points for PHD: its log-log fit needs subset sizes spanning a factor of 8.
+PHD_MIN_POINTS = 32
+_OOM_HINT = (
+    "capture fewer points (capture(max_points=...)), pass a subset, ask for fewer methods, "
+    "lower n_boot, or use device='cpu'"
+)
+_DIMENSIONS = {"twonn", "twonn_mle", "mle", "lid", "gride", "phd", "lpca", "lpca_ratio"}
 
 
 def representation_metrics(
@@ -118,13 +131,20 @@ def representation_metrics(
     Returns
     -------
     DataFrame with columns ``depth, address, subset, metric, estimator, scale, value, ci_low,
-    ci_high, n_boot, n_points, n_duplicates, seed, device, dtype``.
+    ci_high, n_boot, n_points, n_duplicates, seed, device, dtype, status``. ``status`` is ``"ok"``
+    or why ``value`` is NaN: too few distinct points for the neighbours an estimator needs
+    (``MIN_K``, ``PHD_MIN_POINTS``), an estimate that is not a dimension (<= 0 or not finite,
+    e.g. PHD's slope >= 1), or a constant depth (no variance).
     """
     if not isinstance(acts, Activations):
         raise TypeError(f"expected explorer.Activations, got {type(acts).__name__}")
     if not acts.depths:
         raise ValueError("the activations hold no depth")
     wanted = _methods(methods)
+    n_boot = arguments.integer("n_boot", n_boot, low=1, hint=" (ci=False skips the bootstrap)")
+    if n_boot_spectral is not None:
+        n_boot_spectral = arguments.integer("n_boot_spectral", n_boot_spectral, low=1)
+    seed = arguments.integer("seed", seed, low=0)
     dev = resolve_device(device)
     y = _labels(acts, labels)
     if y is None:
@@ -140,10 +160,10 @@ def representation_metrics(
                 depth=depth, address=f"blocks.{depth}", subset=name, seed=seed, device=str(dev)
             )
             ctx = _Context(x, ys, ci, n_boot, nb_spec, seed)
-            for row in ctx.run(wanted):
-                rows.append({**base, **row})
+            with out_of_memory(f"representation_metrics at depth {depth}", _OOM_HINT):
+                rows.extend({**base, **row} for row in ctx.run(wanted))
     cols = ["depth", "address", "subset", "metric", "estimator", "scale", "value", "ci_low"]
-    cols += ["ci_high", "n_boot", "n_points", "n_duplicates", "seed", "device", "dtype"]
+    cols += ["ci_high", "n_boot", "n_points", "n_duplicates", "seed", "device", "dtype", "status"]
     import pandas as pd
 
     return pd.DataFrame(rows, columns=cols)
@@ -238,12 +258,12 @@ def _subsets(acts: Activations, subset):
 
 def _checked(x: torch.Tensor, depth: int, name: str) -> torch.Tensor:
     if x.shape[0] < dim.MIN_POINTS:
-        raise ValueError(
+        raise DataError(
             f"depth {depth}, subset {name!r}: {x.shape[0]} points, at least {dim.MIN_POINTS} needed"
         )
     bad = ~torch.isfinite(x).all(1)
     if bool(bad.any()):
-        raise ValueError(
+        raise DataError(
             f"depth {depth}, subset {name!r}: {int(bad.sum())} rows hold NaN or inf "
             f"(first: {torch.nonzero(bad).squeeze(1)[:5].tolist()}); drop them first"
         )
@@ -256,7 +276,7 @@ def _interval(b: dim.Bootstrap | None, i: int | None = None, centre: float | Non
         return dict(ci_low=np.nan, ci_high=np.nan, n_boot=0)
     r = b.replicates if i is None else b.replicates[:, i]
     lo, hi = (b.low, b.high) if i is None or np.ndim(b.low) == 0 else (b.low[i], b.high[i])
-    if centre is not None and len(r):
+    if centre is not None and np.isfinite(r).any():
         shift = centre - float(np.nanmedian(r))
         lo, hi = lo + shift, hi + shift
     return dict(ci_low=float(lo), ci_high=float(hi), n_boot=b.n_boot)
@@ -289,18 +309,44 @@ class _Context:
             )
 
     def _row(self, metric, estimator, value, boot, i=None, scale=np.nan, centred=False, **extra):
-        row = dict(metric=metric, estimator=estimator, scale=scale, value=float(value))
-        row.update(_interval(boot if self.ci else None, i, float(value) if centred else None))
+        value = float(value)
+        status = extra.pop("status", "ok")
+        if status == "ok" and metric in _DIMENSIONS and not (np.isfinite(value) and value > 0):
+            status = f"not a dimension: the estimate is {value:.3g}"
+        elif status == "ok" and not np.isfinite(value):
+            status = "undefined: not a finite number"
+        row = dict(metric=metric, estimator=estimator, scale=scale, value=value)
+        row.update(_interval(boot if self.ci else None, i, value if centred else None))
+        if status != "ok":
+            row.update(value=np.nan, ci_low=np.nan, ci_high=np.nan)
         row.setdefault("n_points", self.x.shape[0])
         row.setdefault("n_duplicates", 0)
-        row.update(extra)
+        row.update(extra, status=status)
         return row
+
+    def _too_few(self, wanted, reason: str, n_points: int, n_duplicates: int):
+        """NaN rows with ``reason`` for the neighbour-based metrics asked for."""
+        for metric in sorted(wanted & _NEIGHBOUR):
+            yield self._row(
+                metric,
+                "",
+                np.nan,
+                None,
+                n_points=n_points,
+                n_duplicates=n_duplicates,
+                dtype="float32",
+                status=reason,
+            )
 
     def _neighbour(self, wanted):
         n = self.x.shape[0]
         k_lpca = min(LPCA_K, n - 2)
         need = max(MLE_K[-1], LID_K, GRIDE_MAX, k_lpca if wanted & {"lpca", "lpca_ratio"} else 0)
-        g = dim.neighbour_graph(self.x, min(n - 1, math.ceil(1.5 * need) + 8))
+        try:
+            g = dim.neighbour_graph(self.x, min(n - 1, math.ceil(1.5 * need) + 8))
+        except ValueError as exc:  # almost all duplicates: fewer than MIN_POINTS distinct points
+            yield from self._too_few(wanted, f"too few distinct points: {exc}", n, n)
+            return
         extra = dict(n_points=g.n_points, n_duplicates=g.n_duplicates, dtype="float32")
         # neighbour orders that the 80 % subsets hold too, so estimate and replicates match
         k_sub = min(GRIDE_MAX, g.n_points - 2, int(0.8 * g.n_points) - 2)
@@ -322,6 +368,13 @@ class _Context:
         boot = None
         if self.ci:
             boot = dim.bootstrap(g, stat, k=k_sub, n_boot=self.n_boot, seed=self.seed)
+        few = f"too few points: {g.n_points} distinct points allow k <= {k_sub} neighbours"
+        status = {
+            "mle": "ok" if ks[0] >= MIN_K else f"{few}, MLE needs k >= {MIN_K}",
+            "lid": "ok" if k_lid >= MIN_K else f"{few}, LID needs k >= {MIN_K}",
+            "lpca": "ok" if k_lpca >= MIN_K else f"{few}, local PCA needs k >= {MIN_K}",
+        }
+        status["lpca_ratio"] = status["lpca"]
         names = [
             ("twonn", "TwoNN, linear fit through the origin, discard 10 %"),
             ("twonn_mle", "TwoNN MLE (N-1)/sum log mu"),
@@ -330,7 +383,8 @@ class _Context:
         ]
         for j, (metric, est) in enumerate(names):
             if metric in wanted:
-                yield self._row(metric, est, point[j], boot, j, **extra)
+                st = status.get(metric, "ok")
+                yield self._row(metric, est, point[j], boot, j, status=st, **extra)
         if "gride" in wanted:
             for j, s in enumerate(scales):
                 est = f"GRIDE r_{2 * s}/r_{s}"
@@ -344,9 +398,17 @@ class _Context:
                 b = self._mean_boot(pw) if self.ci else None
                 label = "alpha=0.05" if ver == "FO" else "95 % variance"
                 yield self._row(
-                    metric, f"local PCA {ver} ({label}), k={k_lpca}", pw.mean(), b, **extra
+                    metric,
+                    f"local PCA {ver} ({label}), k={k_lpca}",
+                    pw.mean(),
+                    b,
+                    status=status[metric],
+                    **extra,
                 )
-        if "phd" in wanted:
+        if "phd" in wanted and g.n_points < PHD_MIN_POINTS:
+            reason = f"too few points: {g.n_points} distinct, PHD needs {PHD_MIN_POINTS}"
+            yield self._row("phd", "PHD (MST, alpha=1)", np.nan, None, status=reason, **extra)
+        elif "phd" in wanted:
             fit = dim.PHD(seed=self.seed).fit(g.x)
             b = self._phd_boot(fit) if self.ci else None
             yield self._row(
@@ -381,6 +443,7 @@ class _Context:
             "rankme": float(rankme(x64)),
         }
         boot = self._spectral_boot() if self.ci else None
+        flat = "ok" if float(lam.sum()) > 0 else "undefined: the points have no variance (constant)"
         names = {
             "participation_ratio": "(sum lambda)^2 / sum lambda^2 of the covariance",
             "effective_rank": "Roy-Vetterli exp(H(s/sum s)), centred",
@@ -389,13 +452,18 @@ class _Context:
         for j, metric in enumerate(names):
             if metric in wanted:
                 est, v = names[metric], point[metric]
-                yield self._row(metric, est, v, boot, j, centred=True, dtype="float64")
+                yield self._row(metric, est, v, boot, j, centred=True, dtype="float64", status=flat)
         if "pca" in wanted:
             cum = (lam.cumsum(0) / lam.sum()).cpu().numpy()
             for f in (90, 95, 99):
                 v = int(np.searchsorted(cum, f / 100 - 1e-12) + 1)
                 yield self._row(
-                    f"pca_{f}", f"components for {f} % of the variance", v, None, dtype="float64"
+                    f"pca_{f}",
+                    f"components for {f} % of the variance",
+                    v,
+                    None,
+                    dtype="float64",
+                    status=flat,
                 )
 
     def _spectral_boot(self) -> dim.Bootstrap:

@@ -10,7 +10,8 @@ import torch
 
 from explorer.activations import Activations
 from explorer.kernel.device import resolve_device
-from explorer.kernel.similarity import CKAStats, cka_from_stats
+from explorer.kernel.similarity import _BLOCK_ELEMENTS, CKAStats, cka_from_stats
+from explorer.memory_budget import out_of_memory, require
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,6 @@ def similarity(
         ``.attrs`` holds ``a``, ``b``, ``debiased``, ``n_points``, ``device``, ``dtype``.
         ``df.stack()`` gives the tidy form.
     """
-    import pandas as pd
 
     acts_b = acts_a if acts_b is None else acts_b
     _check_same_points(acts_a, acts_b)
@@ -63,6 +63,15 @@ def similarity(
     da = list(acts_a.depths if depths_a is None else depths_a)
     db = list(acts_b.depths if depths_b is None else depths_b)
     same = acts_b is acts_a
+    _check_memory(acts_a, acts_b, da, db, dev, dtype)
+    hint = "restrict depths_a/depths_b, capture fewer dimensions, or use device='cpu'"
+    with out_of_memory("ex.similarity", hint):
+        return _similarity(acts_a, acts_b, da, db, same, dev, dtype, debiased, progress)
+
+
+def _similarity(acts_a, acts_b, da, db, same, dev, dtype, debiased, progress):
+    import pandas as pd
+
     stats_a = {d: CKAStats(acts_a[d], dtype, dev) for d in da}
     stats_b = {
         d: stats_a[d] if same and d in stats_a else CKAStats(acts_b[d], dtype, dev) for d in db
@@ -91,6 +100,25 @@ def similarity(
         dtype=str(next(iter(stats_a.values())).dtype)[6:] if stats_a else None,
     )
     return df
+
+
+def _check_memory(acts_a, acts_b, da, db, dev, dtype) -> None:
+    """Refuse up front what would not fit: per depth the D x D Gram matrix (``||X^T X||_F``), per
+    pair the D_b x D_a cross product, two row blocks, and N row norms kept per depth."""
+    item = (dtype or (torch.float64 if dev.type == "cpu" else torch.float32)).itemsize
+    wa = [acts_a[d].shape[1] for d in da]
+    wb = [acts_b[d].shape[1] for d in db]
+    if not wa or not wb:
+        return
+    widest = max(wa + wb)
+    needed = item * (widest**2 + max(wa) * max(wb) + 3 * _BLOCK_ELEMENTS)
+    needed += item * acts_a.n_points * (len(da) + len(db))
+    require(
+        needed,
+        f"ex.similarity of {len(da)} x {len(db)} depths ({widest} dimensions at the widest)",
+        dev,
+        "restrict depths_a/depths_b, or capture fewer dimensions (e.g. pooled states) or points",
+    )
 
 
 def _check_same_points(a: Activations, b: Activations) -> None:

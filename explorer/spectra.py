@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from explorer import arguments
 from explorer.kernel.device import resolve_device
 from explorer.kernel.linalg import eigvalsh
 from explorer.kernel.powerlaw import fit_sorted
@@ -208,9 +209,7 @@ def iter_spectra(
     Batches follow the Gram size, not the layer order; each row carries ``_order``, its index in
     the selection. For background jobs that draw partial results.
     """
-    ks = tuple(int(k) for k in ks)
-    if any(k < 1 for k in ks):
-        raise ValueError(f"ks must be >= 1, got {ks}")
+    ks = tuple(arguments.integers("ks", ks, low=1))
     dtype = _dtype(dtype)
     dev = resolve_device(device)
     entries = ck.select(layers)
