@@ -35,6 +35,11 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
   exit 0
 fi
 
+if ! "$py" -c "import torch" 2>/dev/null; then
+  echo "[gpu_suite] $py cannot import torch: set EXPLORER_PYTHON to a Python that has torch" \
+    "(a CUDA build) and explorer's dependencies (scripts/setup hf,demo,test,gpu makes one)" >&2
+  exit 1
+fi
 dry=0
 for arg in "$@"; do [ "$arg" = "--dry-run" ] && dry=1; done
 if [ "$dry" = 0 ] && ! "$py" -c "import torchdr" 2>/dev/null; then

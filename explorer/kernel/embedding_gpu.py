@@ -38,6 +38,7 @@ import torch
 
 from explorer.errors import MissingDependencyError
 from explorer.kernel.neighbors import knn
+from explorer.kernel.projection import pca
 
 __all__ = ["GPU_ENGINES", "available_gpu_engines", "choose_gpu_engine", "tsne_gpu", "umap_gpu"]
 
@@ -109,8 +110,8 @@ def umap_gpu(
         Default: 500 up to 10,000 points, else 200 (umap-learn's rule).
     seed : int
     init : array (N, n_components), optional
-        Start from this layout (its scale kept) instead of the library's initialisation (TorchDR:
-        PCA; cuML: spectral).
+        Start from this layout (its scale kept) instead of the first two principal components
+        (TorchDR; cuML: its spectral initialisation).
     engine : {"auto", "torchdr", "cuml"}
     **options
         Passed to ``torchdr.UMAP`` or ``cuml.manifold.UMAP``.
@@ -139,7 +140,7 @@ def umap_gpu(
 
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "max_iter": epochs}
     params |= {"metric": "euclidean", "backend": None, "process_duplicates": False}
-    params |= _torchdr_init(init, x, keep_scale=True)
+    params |= _torchdr_init(init, x, n_components, keep_scale=True)
     model = torchdr.UMAP(n_components=n_components, **_TORCHDR_COMMON, **params, **options)
     return _run_torchdr(model, x, seed, squared=False)
 
@@ -199,7 +200,7 @@ def tsne_gpu(
         _check_dense_fits(n, x.device)
     params = {"perplexity": perplexity, "max_iter": max_iter, "backend": backend}
     params |= {"metric": "sqeuclidean", "process_duplicates": False}
-    params |= _torchdr_init(init, x, keep_scale=False)
+    params |= _torchdr_init(init, x, n_components, keep_scale=False)
     model = torchdr.TSNE(n_components=n_components, **_TORCHDR_COMMON, **params, **options)
     return _run_torchdr(model, x, seed, squared=True)
 
@@ -217,12 +218,14 @@ def _as_numpy(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _torchdr_init(init, x: torch.Tensor, keep_scale: bool) -> dict:
-    """TorchDR rescales an initial layout so that column 0 has the standard deviation
-    ``init_scaling``: keep the layout's own scale (UMAP), or TorchDR's 1e-4 (t-SNE, as
-    scikit-learn does with its PCA initialisation)."""
+def _torchdr_init(init, x: torch.Tensor, n_components: int, keep_scale: bool) -> dict:
+    """The start of the layout: ``init``, or the first principal components of ``x`` (TorchDR's
+    own ``init="pca"`` is a thin SVD of the N x D data, its N x D factor included; the kernel's PCA
+    eigendecomposes the D x D covariance). TorchDR rescales a start so that column 0 has the
+    standard deviation ``init_scaling`` (1e-4 by default, as scikit-learn's t-SNE): an ``init``
+    keeps its own scale for UMAP."""
     if init is None:
-        return {}
+        return {"init": pca(x, n_components).coords}
     start = torch.as_tensor(_as_numpy(init), device=x.device)
     if start.ndim != 2 or start.shape[0] != x.shape[0]:
         raise ValueError(f"init has shape {tuple(start.shape)}, expected ({x.shape[0]}, k)")
