@@ -81,7 +81,8 @@ _KV_HEADS_NAMES = re.compile(
 _LAYER_NAMES = re.compile(
     r"^(num_hidden_layers|n_layer|n_layers|num_layers|encoder_layers|decoder_layers|"
     r"num_encoder_layers|num_decoder_layers|n_layers_decoder|encoder_num_hidden_layers|"
-    r"decoder_num_hidden_layers|num_text_layers|num_vision_layers|text_num_hidden_layers)$"
+    r"decoder_num_hidden_layers|num_text_layers|num_vision_layers|text_num_hidden_layers|depth|"
+    r"l_layers|x_layers|r_layers|num_self_attends_per_block)$"
 )
 _FFN_NAMES = re.compile(
     r"^(intermediate_size|ffn_dim|n_inner|d_ff|ffn_hidden_size|encoder_ffn_dim|decoder_ffn_dim|"
@@ -114,7 +115,8 @@ class Result:
     takes_ids: bool = False
     capture_note: str = ""  # why capture was not checked (the tiny model's own forward fails)
     checks: dict[str, tuple[bool, str]] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall clock
+    cpu_seconds: float = 0.0  # this process's CPU time (the figure that holds on a busy machine)
 
     @property
     def passed(self) -> bool:
@@ -167,6 +169,8 @@ def _shrunk_value(name: str, value, old_layers: set[int]):
     if isinstance(value, list | tuple) and value and len(value) in old_layers:
         if all(isinstance(v, str) for v in value):
             return list(value[:LAYERS])
+    if isinstance(value, str) and "pattern" in name and len(value) in old_layers:
+        return value[:LAYERS]  # one character per layer (hybrid layouts)
     return None
 
 
@@ -319,24 +323,33 @@ class Block:
 
 
 def find_blocks(model: nn.Module) -> list[Block]:
-    """The model's blocks: children of the outermost stacks of :data:`LAYERS` same-class blocks."""
-    stacks: list[str] = []
+    """The model's blocks: children of the outermost stacks of :data:`LAYERS` same-class blocks.
+
+    A model with no such stack (layers shared, or stacks whose length the config does not set)
+    falls back to the outermost stacks of two or more same-class blocks.
+    """
+    stacks = _stacks(model, lambda n: n == LAYERS) or _stacks(model, lambda n: n >= 2)
+    return [
+        Block(stack, i, f"{stack}.{i}" if stack else str(i))
+        for stack, n in stacks
+        for i in range(n)
+    ]
+
+
+def _stacks(model: nn.Module, length_ok) -> list[tuple[str, int]]:
+    stacks: list[tuple[str, int]] = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList | nn.Sequential) or len(module) != LAYERS:
+        if not isinstance(module, nn.ModuleList | nn.Sequential) or not length_ok(len(module)):
             continue
         children = list(module)
         if len({type(c) for c in children}) != 1:
             continue
         if not all(any(p.ndim >= 2 for p in c.parameters()) for c in children):
             continue
-        if any(name.startswith(s + ".") for s in stacks):
+        if any(name.startswith(s + ".") for s, _ in stacks):
             continue
-        stacks.append(name)
-    return [
-        Block(stack, i, f"{stack}.{i}" if stack else str(i))
-        for stack in stacks
-        for i in range(LAYERS)
-    ]
+        stacks.append((name, len(children)))
+    return stacks
 
 
 def _in_block(name: str, blocks: Iterable[Block]) -> Block | None:
@@ -360,7 +373,7 @@ def check(model_type: str, *, capture: bool = True) -> Result:
     """Build ``model_type`` tiny and run every check on it (see the module docstring)."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = Result(model_type, model_class=str(MODEL_MAPPING_NAMES.get(model_type, "")))
     with _time_limit(TIME_LIMIT):
         try:
@@ -368,6 +381,7 @@ def check(model_type: str, *, capture: bool = True) -> Result:
         except Exception as exc:  # noqa: BLE001 - any failure to instantiate is recorded
             result.reason = _one_line(exc)
             result.seconds = time.perf_counter() - start
+            result.cpu_seconds = time.process_time() - cpu
             return result
         result.instantiated = True
         try:
@@ -377,6 +391,7 @@ def check(model_type: str, *, capture: bool = True) -> Result:
                 result.checks.setdefault(name, (False, f"checks took over {TIME_LIMIT} s"))
         finally:
             result.seconds = time.perf_counter() - start
+            result.cpu_seconds = time.process_time() - cpu
     return result
 
 
@@ -465,7 +480,7 @@ def _check_increasing(depth_of, blocks) -> tuple[bool, str]:
     if len(one) != len(blocks):
         return False, "not every block has one depth"
     for stack in dict.fromkeys(b.stack for b in blocks):
-        seq = [one[b] for b in blocks if b.stack == stack]
+        seq = [one[b] for b in blocks if b.stack == stack]  # in index order
         if any(a >= b for a, b in zip(seq, seq[1:], strict=False)):
             return False, f"{stack}: block depths {seq} do not increase"
     by_depth: dict[int, set[str]] = {}

@@ -56,3 +56,30 @@ def test_pass_rate():
         f"{len(passing)} of {len(built)} instantiated types pass every check "
         f"({100 * len(passing) / max(len(built), 1):.1f} %), below {TARGET:.0%}"
     )
+
+
+def test_the_checks_can_fail():
+    """On GPT-2's blocks, a table that splits a block, reverses depths, leaves a matrix out or
+    names no roles fails the matching check (so a passing row means something)."""
+    model = sweep.build("gpt2")
+    blocks = sweep.find_blocks(model)
+    assert [b.prefix for b in blocks] == ["h.0", "h.1", "h.2"]
+    names = [f"h.{i}.{m}.weight" for i in range(3) for m in ("attn.c_attn", "mlp.c_fc")]
+
+    def rows(depth=lambda name: int(name.split(".")[1]) + 1, role="attn.q"):
+        return [(n, depth(n), role) for n in names]
+
+    good = rows()
+    depth_of = sweep._block_depths(good, blocks)
+    assert sweep._check_one_depth(depth_of)[0]
+    assert sweep._check_increasing(depth_of, blocks)[0]
+    assert sweep._check_roles(good, blocks, sweep.Result("gpt2"))[0]
+
+    split = rows(depth=lambda n: names.index(n) + 1)
+    assert not sweep._check_one_depth(sweep._block_depths(split, blocks))[0]
+    reversed_ = rows(depth=lambda n: 4 - int(n.split(".")[1]))
+    assert not sweep._check_increasing(sweep._block_depths(reversed_, blocks), blocks)[0]
+    assert not sweep._check_roles(rows(role="other"), blocks, sweep.Result("gpt2"))[0]
+    every = {n for n, t in model.state_dict().items() if t.ndim >= 2}
+    assert sweep._check_covered(model, every)[0]
+    assert not sweep._check_covered(model, every - {"h.1.mlp.c_fc.weight"})[0]
