@@ -276,6 +276,8 @@ def capture(
                 _forward(runner, inputs, dev, ck, batch_index)
                 n = _batch_len(inputs)
                 _batch_first(caught, n)
+                if batch_index == 0 and depths is None:
+                    _drop_stacks_not_run(kept, caught, ck)
                 if tokens is not None:
                     tokens.add(caught, mask, offset, n, kept, dtype)
                 else:
@@ -433,6 +435,21 @@ def _subset(n: int, max_points: int | None, seed: int) -> np.ndarray:
 
 def _batch_len(inputs) -> int:
     return int(next(iter(inputs.values())).shape[0])
+
+
+def _drop_stacks_not_run(kept: dict, caught: dict, ck: Checkpoint) -> None:
+    """Depths of stacks the forward pass never ran (a vision tower fed token ids) are dropped.
+
+    Only whole stacks go: a missing depth inside a stack that did run stays, and fails loudly.
+    """
+    structure = ck._layout.structure
+    if structure is None or len(structure.stacks) < 2:
+        return
+    for stack in structure.stacks:
+        stack_depths = {structure.depth_of[b] for b in stack.blocks}
+        if stack_depths and all(caught.get(d) is None for d in stack_depths):
+            for d in stack_depths:
+                kept.pop(d, None)
 
 
 def _batch_first(caught: dict[int, torch.Tensor], n: int) -> None:

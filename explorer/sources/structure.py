@@ -36,7 +36,7 @@ _STAGE_NAME = re.compile(r"^(.*?\D)(\d+)$")
 _STACK_WORDS = (
     ("vision", ("vision", "visual", "image", "vit")),
     ("audio", ("audio", "speech")),
-    ("text", ("text",)),
+    ("text", ("text", "language")),
     ("encoder", ("encoder",)),
     ("decoder", ("decoder",)),
 )
