@@ -57,6 +57,7 @@ ROLES = (
     "attn.v",
     "attn.o",
     "attn.qkv",
+    "attn.gate",
     "mlp.up",
     "mlp.gate",
     "mlp.down",

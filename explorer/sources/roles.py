@@ -87,6 +87,8 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             return Named("attn.qkv", variant, "qkv")
         if leaf in OUT:
             return Named("attn.o", variant)
+        if leaf in ("gate", "gate_proj", "g_proj"):
+            return Named("attn.gate", variant)
         return Named("other", variant)
     if any(c in ("mixer", "ssm") or c.startswith("mamba") for c in words) and leaf in SSM:
         return Named(SSM[leaf], variant)
