@@ -58,7 +58,9 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
     structure = module_structure(model)
     blocks = [b for stack in structure.stacks for b in stack.blocks]
     if blocks and len(blocks) == ck.n_blocks and all(b in set(names) for b in blocks):
-        taps = [Tap(0, blocks[0], "input")]
+        # depth 0: the input of the first block of the first stack that runs (a vision tower
+        # fed token ids never does), so every stack's first block is tapped; the first wins
+        taps = [Tap(0, s.blocks[0], "input") for s in structure.stacks if s.blocks]
         taps += [Tap(i + 1, b, "output") for i, b in enumerate(blocks)]
         head = _head_module(model, blocks)
         if head is not None:
@@ -134,8 +136,8 @@ def hooked(model: nn.Module, taps: list[Tap]) -> Iterator[dict[int, torch.Tensor
         if tap.side == "input":
 
             def pre_hook(_m, args, kwargs, depth=tap.depth):
-                t = first_tensor(args) if args else first_tensor(kwargs)
-                caught[depth] = t
+                if caught.get(depth) is None:  # several taps of one depth: the first one wins
+                    caught[depth] = first_tensor(args) if args else first_tensor(kwargs)
 
             handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
         else:
