@@ -59,7 +59,9 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
     structure = module_structure(model)
     blocks = [b for stack in structure.stacks for b in stack.blocks]
     if blocks and len(blocks) == ck.n_blocks and all(b in set(names) for b in blocks):
-        taps = [Tap(0, blocks[0], "input")]
+        # depth 0: the input of the first block of the first stack that runs (a vision tower
+        # fed token ids never does), so every stack's first block is tapped; the first wins
+        taps = [Tap(0, s.blocks[0], "input") for s in structure.stacks if s.blocks]
         taps += [Tap(i + 1, b, "output") for i, b in enumerate(blocks)]
         head = _head_module(model, blocks)
         if head is not None:
@@ -135,8 +137,8 @@ def hooked(model: nn.Module, taps: list[Tap]) -> Iterator[dict[int, torch.Tensor
         if tap.side == "input":
 
             def pre_hook(_m, args, kwargs, depth=tap.depth):
-                t = first_tensor(args) if args else first_tensor(kwargs)
-                caught[depth] = t
+                if caught.get(depth) is None:  # several taps of one depth: the first one wins
+                    caught[depth] = first_tensor(args) if args else first_tensor(kwargs)
 
             handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
         else:
@@ -284,6 +286,8 @@ def capture(
                 _forward(runner, inputs, dev, ck, batch_index)
                 n = _batch_len(inputs)
                 _batch_first(caught, n)
+                if batch_index == 0 and depths is None:
+                    _drop_stacks_not_run(kept, caught, ck)
                 if tokens is not None:
                     tokens.add(caught, mask, offset, n, kept, dtype)
                 else:
@@ -441,6 +445,21 @@ def _subset(n: int, max_points: int | None, seed: int) -> np.ndarray:
 
 def _batch_len(inputs) -> int:
     return int(next(iter(inputs.values())).shape[0])
+
+
+def _drop_stacks_not_run(kept: dict, caught: dict, ck: Checkpoint) -> None:
+    """Depths of stacks the forward pass never ran (a vision tower fed token ids) are dropped.
+
+    Only whole stacks go: a missing depth inside a stack that did run stays, and fails loudly.
+    """
+    structure = ck._layout.structure
+    if structure is None or len(structure.stacks) < 2:
+        return
+    for stack in structure.stacks:
+        stack_depths = {structure.depth_of[b] for b in stack.blocks}
+        if stack_depths and all(caught.get(d) is None for d in stack_depths):
+            for d in stack_depths:
+                kept.pop(d, None)
 
 
 def _batch_first(caught: dict[int, torch.Tensor], n: int) -> None:

@@ -6,7 +6,12 @@ Inside a block, a matrix's role comes from its module's own name (the *leaf*: ``
 - attention (a context name containing ``att``, or ``mha``): q/k/v/o under their many names
   (``query``/``q``/``q_proj``/``q_lin``/``wq``, ``o``/``o_proj``/``out_proj``/``out_lin``/
   ``dense``/``c_proj``/``wo``, ...); fused q/k/v (``c_attn``, ``query_key_value``, ``qkv_proj``,
-  ``qkv``, ``wqkv``, ``in_proj``) is split by the caller. A context naming cross-attention
+  ``qkv``, ``wqkv``, ``in_proj``) is split by the caller; fused k/v (``kv_proj``, ``to_kv``,
+  ``kv_b_proj``) stays whole as ``attn.kv``; multi-head latent attention's two halves
+  (``q_a_proj``/``q_b_proj``, ``kv_a_proj_with_mqa``/``kv_b_proj``) get the variants ``a`` and
+  ``b``; attention gates are ``attn.gate``, relative-position tables and biases ``attn.pos``.
+  A layer wrapped in another (``q_proj.linear``, ``qkv_proj.convolution``) is read by the name
+  of the wrapper. A context naming cross-attention
   (``encoder_attn``, ``EncDecAttention``, ``crossattention``, ``multihead_attn``) gives the
   variant ``cross``.
 - state space (``mixer``, ``ssm``, ``mamba``): ``in_proj`` -> ``ssm.in``, ``x_proj`` ->
@@ -28,20 +33,39 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-Q = {"q", "query", "q_proj", "q_lin", "wq", "query_proj", "to_q", "q_linear", "q_attn"}
-K = {"k", "key", "k_proj", "k_lin", "wk", "key_proj", "to_k", "k_linear"}
-V = {"v", "value", "v_proj", "v_lin", "wv", "value_proj", "to_v", "v_linear"}
+Q = {
+    "linear_q",
+    "q_a_proj",
+    "q_b_proj",
+    "q",
+    "query",
+    "q_proj",
+    "q_lin",
+    "wq",
+    "query_proj",
+    "to_q",
+    "q_linear",
+    "q_attn",
+}
+K = {"linear_k", "k", "key", "k_proj", "k_lin", "wk", "key_proj", "to_k", "k_linear"}
+V = {"linear_v", "v", "value", "v_proj", "v_lin", "wv", "value_proj", "to_v", "v_linear"}
 OUT = {"o", "o_proj", "out_proj", "out_lin", "wo", "dense", "c_proj", "proj", "out", "output"}
-OUT |= {"to_out", "o_linear", "out_linear", "output_proj", "dense_out"}
+OUT |= {"to_out", "o_linear", "out_linear", "output_proj", "dense_out", "linear_out"}
+OUT |= {"projection", "projection_layer"}
+KV = {"kv_proj", "to_kv", "kv_b_proj", "kv_a_proj_with_mqa", "kv_a_proj"}
 QKV = {"c_attn", "query_key_value", "qkv_proj", "qkv", "wqkv", "in_proj", "to_qkv", "qkv_linear"}
 UP = {"fc1", "c_fc", "wi", "wi_1", "dense_h_to_4h", "linear1", "up_proj", "up", "fc_in", "lin1"}
-UP |= {"w_in", "intermediate_dense", "ff1", "fc11", "w3"}
+UP |= {"w_in", "intermediate_dense", "ff1", "fc11", "w3", "linear_fc1", "linear_1", "proj_in"}
 GATE = {"gate_proj", "wi_0", "gate_linear"}
 DOWN = {"fc2", "c_proj", "wo", "dense_4h_to_h", "linear2", "w2", "down_proj", "down", "fc_out"}
-DOWN |= {"lin2", "w_out", "output_dense", "ff2"}
+DOWN |= {"lin2", "w_out", "output_dense", "ff2", "linear_fc2", "linear_2", "proj_out"}
 GATE_UP = {"gate_up_proj", "gate_up"}
 SSM = {"in_proj": "ssm.in", "x_proj": "ssm.x", "dt_proj": "ssm.dt", "out_proj": "ssm.out"}
 SSM |= {"a_log": "ssm.a", "a": "ssm.a"}
+_KNOWN = Q | K | V | OUT | QKV | UP | GATE | DOWN | GATE_UP | KV | {"w1", "w2", "w3"}
+_WRAPPERS = {"linear", "convolution", "conv", "proj", "layer", "dense", "linear_layer"}
+_WRAPPED = _KNOWN - {"proj", "dense", "output", "out", "o", "projection"}
+_POSITION = re.compile(r"rel|pos|distance|bias_[uv]$")
 
 _MLP_WORDS = {"feed_forward", "feedforward", "ffn", "mlp", "ff", "channel_mix", "fc"}
 _CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
@@ -72,11 +96,17 @@ def split_name(rest: str) -> tuple[str, list[str]]:
 def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
     """The role of a matrix at ``rest`` inside a block whose matrices are ``siblings``."""
     leaf, context = split_name(rest)
+    if leaf in _WRAPPERS and context and context[-1] in _WRAPPED:
+        leaf, context = context[-1], context[:-1]  # q_proj.linear, qkv_proj.convolution
     variant = _variant(context)
     words = [c for c in context if not c.isdigit()]
+    if ndim > 2 and not _is_expert_tensor(words, ndim):
+        return Named("conv", variant)
     if any("att" in c or c in ("mha", "self") for c in words):
         if any(_CROSS.search(c) for c in words):
             variant = "cross"
+        if leaf in ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_proj", "kv_b_proj"):
+            variant = leaf.split("_")[1]  # multi-head latent attention: the two halves a, b
         if leaf in Q:
             return Named("attn.q", variant)
         if leaf in K:
@@ -87,11 +117,15 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             return Named("attn.qkv", variant, "qkv")
         if leaf in OUT:
             return Named("attn.o", variant)
+        if leaf in KV:
+            return Named("attn.kv", variant)
+        if leaf in ("gate", "gate_proj", "g_proj"):
+            return Named("attn.gate", variant)
+        if _POSITION.search(leaf):
+            return Named("attn.pos", variant)
         return Named("other", variant)
     if any(c in ("mixer", "ssm") or c.startswith("mamba") for c in words) and leaf in SSM:
         return Named(SSM[leaf], variant)
-    if ndim > 2 and not _is_expert_tensor(words, ndim):
-        return Named("conv", variant)
     gated = any(split_name(s)[0] == "w3" for s in siblings)
     experts_here = any("expert" in s for s in siblings)
     if leaf in GATE_UP:
@@ -105,9 +139,9 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
     if leaf in DOWN:
         return Named("mlp.down", variant)
     if leaf == "dense" and words:
-        if words[-1] in ("intermediate", "ffn", "mlp"):
+        if words[-1] in ("ffn", "mlp") or words[-1].startswith("intermediate"):
             return Named("mlp.up", variant)
-        if words[-1] == "output":
+        if words[-1].startswith("output"):
             return Named("mlp.down", variant)
     if leaf in ("router", "shared_expert_gate") or (leaf == "gate" and experts_here):
         return Named("mlp.router", "shared" if leaf == "shared_expert_gate" else variant)

@@ -2,10 +2,11 @@
 
 A *stack* is a numbered container, ``<prefix>.<i>.<rest>`` (an ``nn.ModuleList`` or
 ``nn.Sequential`` seen through its parameter names); its children are *blocks* when they are
-repeated: each holds at least two weight matrices (median over children) and most of them hold the
-same set of ``<rest>`` names (each child shares at least half of its names with the names that more
-than half of the children have). So ``encoder.layer.3`` is a block, while ``classifier.1``
-(one matrix) and T5's ``block.0.layer.1`` (attention and feed-forward sub-layers, all different)
+repeated: each holds at least two weight matrices (median over children) and they hold much the
+same ``<rest>`` names: each child shares at least half of its names with the *common* names (those
+more than half of the children have), or has a third of its own names among them (a dense first
+layer before mixture-of-experts layers still shares its attention). So ``encoder.layer.3`` is a
+block, while ``classifier.1`` (one matrix) and T5's ``block.0.layer.1`` (attention and feed-forward sub-layers, all different)
 are not. Containers named like experts or heads (``experts.3``, ``heads.0``) are never stacks:
 they stay inside their block.
 
@@ -36,7 +37,7 @@ _STAGE_NAME = re.compile(r"^(.*?\D)(\d+)$")
 _STACK_WORDS = (
     ("vision", ("vision", "visual", "image", "vit")),
     ("audio", ("audio", "speech")),
-    ("text", ("text",)),
+    ("text", ("text", "language")),
     ("encoder", ("encoder",)),
     ("decoder", ("decoder",)),
 )
@@ -105,7 +106,10 @@ def _repeated(children: dict[int, set[str]]) -> bool:
         return False
     counts = Counter(rest for c in children.values() for rest in c)
     common = {rest for rest, n in counts.items() if n > len(children) / 2}
-    return all(len(c & common) >= len(c | common) / 2 for c in children.values())
+    return bool(common) and all(
+        len(c & common) >= len(c | common) / 2 or len(c & common) >= len(c) / 3
+        for c in children.values()
+    )
 
 
 def find_structure(names: list[str]) -> Structure:
