@@ -97,7 +97,7 @@ def project(
         UMAP and t-SNE only: start each depth from the previous depth's layout (raw), instead of a
         spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order.
     device : "auto", "cpu", "cuda", ...
-        Where PCA runs.
+        Where PCA and UMAP's neighbour search run.
     cache : bool
         Read and write each depth's layout in the engine's disk cache, keyed by the depth's bytes,
         the method, its options, the seed and explorer's version; not by ``device`` (the CPU and
@@ -396,6 +396,8 @@ def _layout(x, method, n_components, seed, device, init, options) -> dict[str, n
             "coords": r.coords.cpu().numpy(),
             "explained_variance_ratio": r.explained_variance_ratio.cpu().numpy(),
         }
+    if method == "umap":  # the neighbours are searched on the device
+        return {"coords": _umap(x.to(device), n_components, seed, init, options)}
     data = x.detach().cpu().to(torch.float32).numpy()
     if method == "tsne":
         return {"coords": _tsne(data, n_components, seed, init, options)}
@@ -428,7 +430,7 @@ def _umap(data, n_components, seed, init, options) -> np.ndarray:
     if implementation == "explorer":
         from explorer.kernel.umap_layout import umap_layout
 
-        params = {"n_neighbors": min(15, len(data) - 1), "seed": seed, "progress": layer_progress}
+        params = {"n_neighbors": min(15, len(data)), "seed": seed, "progress": layer_progress}
         if init is not None:
             params["init"] = init
         unknown = sorted(set(options) - set(inspect.signature(umap_layout).parameters))
@@ -445,6 +447,7 @@ def _umap(data, n_components, seed, init, options) -> np.ndarray:
     params.update(options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
+        data = data.detach().cpu().to(torch.float32).numpy()
         return umap.UMAP(n_components=n_components, **params).fit_transform(data).astype(np.float32)
 
 
