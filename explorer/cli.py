@@ -15,6 +15,9 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     path = demo.build(force=args.rebuild, progress=lambda msg: print(f"[demo] {msg}", flush=True))
     print(f"[demo] built in {time.perf_counter() - start:.1f} s, cached in {path}")
+    from explorer.projection import warm_umap
+
+    print(f"[demo] UMAP's numba code compiled and cached in {warm_umap():.1f} s", flush=True)
     for name in demo.names():
         ck = demo.load(name)
         acc = ck.meta.get("test_accuracy")

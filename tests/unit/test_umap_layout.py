@@ -1,0 +1,106 @@
+"""explorer's UMAP (kernel.umap_layout, project(..., "umap")): determinism, quality vs umap-learn,
+the cache, the numba warm-up. UMAP's numba code compiles once per machine (~30 s, then cached)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+import explorer as ex
+from explorer.cache import Cache
+from explorer.jobs import JobEngine, JobError
+from explorer.kernel import knn_accuracy
+from explorer.projection import import_umap, project, warm_umap
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.data.astype(np.float32), d.target
+
+
+@pytest.fixture
+def engine(tmp_path):
+    eng = JobEngine(cache=Cache(tmp_path / "results"))
+    yield eng
+    eng.shutdown()
+
+
+def test_warm_up_compiles_into_the_disk_cache():
+    seconds = warm_umap()
+    assert seconds > 0
+    index = list(Path(numba.config.CACHE_DIR).rglob("_umap_sgd.sgd_epoch*.nbi"))
+    assert index, "the layout's compiled code is not in numba's disk cache"
+
+
+def test_same_seed_same_layout_at_any_thread_count(digits):
+    from explorer.kernel.umap_layout import umap_layout
+
+    x = digits[0][:600]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = umap_layout(x, seed=3, n_epochs=60)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = umap_layout(x, seed=3, n_epochs=60)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+    other = umap_layout(x, seed=4, n_epochs=60)
+    assert not np.array_equal(one, other)
+
+
+def test_quality_matches_umap_learn_on_the_digits(digits):
+    """Mean over three seeds of trustworthiness (k = 10) and leave-one-out 10-NN label accuracy
+    of the 2-D layout: explorer's UMAP within 0.01 of umap-learn's (seeded, the reference)."""
+    from sklearn.manifold import trustworthiness
+
+    from explorer.kernel.umap_layout import umap_layout
+
+    x, y = digits
+    umap = import_umap()
+    ours, ref = [], []
+    for seed in (0, 1, 2):
+        low = umap_layout(x, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            low_ref = umap.UMAP(random_state=seed).fit_transform(x)
+        for layout, out in ((low, ours), (low_ref, ref)):
+            out.append((trustworthiness(x, layout, n_neighbors=10), knn_accuracy(layout, y, 10)))
+    ours, ref = np.mean(ours, 0), np.mean(ref, 0)
+    assert ours[0] >= ref[0] - 0.01, (ours, ref)  # trustworthiness
+    assert ours[1] >= ref[1] - 0.01, (ours, ref)  # 10-NN label accuracy
+    assert ours[0] > 0.98 and ours[1] > 0.95
+
+
+def test_a_cached_layout_is_read_back_unchanged(digits, engine):
+    acts = ex.Activations(
+        {0: torch.from_numpy(digits[0][:500]), 1: torch.from_numpy(digits[0][500:1000])}
+    )
+    first = project(acts, "umap", engine=engine, seed=5, n_epochs=50)
+    assert first.job.cached == set()
+    again = project(acts, "umap", engine=engine, seed=5, n_epochs=50)
+    assert again.job.cached == {0, 1}
+    for d in (0, 1):
+        assert again.raw[d].dtype == np.float32
+        np.testing.assert_array_equal(again.raw[d], first.raw[d])
+        np.testing.assert_array_equal(again.coords[d], first.coords[d])
+    other = project(acts, "umap", engine=engine, seed=6, n_epochs=50, depths=[0])
+    assert other.job.cached == set()  # the seed is part of the key
+
+
+def test_options_umap_learn_has_and_we_do_not_name_the_way_out(digits, engine):
+    acts = ex.Activations({0: torch.from_numpy(digits[0][:200])})
+    with pytest.raises(JobError, match="implementation='umap-learn'"):
+        project(acts, "umap", engine=engine, metric="cosine")
+    p = project(acts, "umap", engine=engine, implementation="umap-learn", n_epochs=20)
+    assert p.raw[0].shape == (200, 2)
