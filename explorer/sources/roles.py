@@ -85,7 +85,7 @@ class Named:
 def split_name(rest: str) -> tuple[str, list[str]]:
     """``"attention.self.query.weight"`` -> ``("query", ["attention", "self"])``, lower case."""
     parts = rest.split(".")
-    if parts[-1] == "weight" and len(parts) > 1:
+    if parts[-1] in ("weight", "weight_integer") and len(parts) > 1:  # I-BERT keeps both
         parts = parts[:-1]
     elif parts[-1].endswith("_weight"):
         parts[-1] = parts[-1][: -len("_weight")]
@@ -96,7 +96,7 @@ def split_name(rest: str) -> tuple[str, list[str]]:
 def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
     """The role of a matrix at ``rest`` inside a block whose matrices are ``siblings``."""
     leaf, context = split_name(rest)
-    if leaf in _WRAPPERS and context and context[-1] in _WRAPPED:
+    if leaf in _WRAPPERS and context and (context[-1] in _WRAPPED or _POSITION.search(context[-1])):
         leaf, context = context[-1], context[:-1]  # q_proj.linear, qkv_proj.convolution
     variant = _variant(context)
     words = [c for c in context if not c.isdigit()]
@@ -119,6 +119,8 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             return Named("attn.o", variant)
         if leaf in KV:
             return Named("attn.kv", variant)
+        if leaf.startswith("in_proj_"):  # linear attention's fused input projections
+            return Named("attn.qkv", variant)
         if leaf in ("gate", "gate_proj", "g_proj"):
             return Named("attn.gate", variant)
         if _POSITION.search(leaf):
