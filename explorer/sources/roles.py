@@ -47,8 +47,19 @@ Q = {
     "q_linear",
     "q_attn",
 }
-K = {"linear_k", "k", "key", "k_proj", "k_lin", "wk", "key_proj", "to_k", "k_linear"}
-V = {"linear_v", "v", "value", "v_proj", "v_lin", "wv", "value_proj", "to_v", "v_linear"}
+K = {"key_global", "linear_k", "k", "key", "k_proj", "k_lin", "wk", "key_proj", "to_k", "k_linear"}
+V = {
+    "value_global",
+    "linear_v",
+    "v",
+    "value",
+    "v_proj",
+    "v_lin",
+    "wv",
+    "value_proj",
+    "to_v",
+    "v_linear",
+}
 OUT = {"o", "o_proj", "out_proj", "out_lin", "wo", "dense", "c_proj", "proj", "out", "output"}
 OUT |= {"to_out", "o_linear", "out_linear", "output_proj", "dense_out", "linear_out"}
 OUT |= {"projection", "projection_layer"}
@@ -56,9 +67,11 @@ KV = {"kv_proj", "to_kv", "kv_b_proj", "kv_a_proj_with_mqa", "kv_a_proj"}
 QKV = {"c_attn", "query_key_value", "qkv_proj", "qkv", "wqkv", "in_proj", "to_qkv", "qkv_linear"}
 UP = {"fc1", "c_fc", "wi", "wi_1", "dense_h_to_4h", "linear1", "up_proj", "up", "fc_in", "lin1"}
 UP |= {"w_in", "intermediate_dense", "ff1", "fc11", "w3", "linear_fc1", "linear_1", "proj_in"}
+UP |= {"ffw_layer_1", "pwconv1", "input_linear"}
 GATE = {"gate_proj", "wi_0", "gate_linear"}
 DOWN = {"fc2", "c_proj", "wo", "dense_4h_to_h", "linear2", "w2", "down_proj", "down", "fc_out"}
 DOWN |= {"lin2", "w_out", "output_dense", "ff2", "linear_fc2", "linear_2", "proj_out"}
+DOWN |= {"ffw_layer_2", "pwconv2", "output_linear"}
 GATE_UP = {"gate_up_proj", "gate_up"}
 SSM = {"in_proj": "ssm.in", "x_proj": "ssm.x", "dt_proj": "ssm.dt", "out_proj": "ssm.out"}
 SSM |= {"a_log": "ssm.a", "a": "ssm.a"}
@@ -85,7 +98,7 @@ class Named:
 def split_name(rest: str) -> tuple[str, list[str]]:
     """``"attention.self.query.weight"`` -> ``("query", ["attention", "self"])``, lower case."""
     parts = rest.split(".")
-    if parts[-1] == "weight" and len(parts) > 1:
+    if parts[-1] in ("weight", "weight_integer") and len(parts) > 1:  # I-BERT keeps both
         parts = parts[:-1]
     elif parts[-1].endswith("_weight"):
         parts[-1] = parts[-1][: -len("_weight")]
@@ -96,7 +109,7 @@ def split_name(rest: str) -> tuple[str, list[str]]:
 def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
     """The role of a matrix at ``rest`` inside a block whose matrices are ``siblings``."""
     leaf, context = split_name(rest)
-    if leaf in _WRAPPERS and context and context[-1] in _WRAPPED:
+    if leaf in _WRAPPERS and context and (context[-1] in _WRAPPED or _POSITION.search(context[-1])):
         leaf, context = context[-1], context[:-1]  # q_proj.linear, qkv_proj.convolution
     variant = _variant(context)
     words = [c for c in context if not c.isdigit()]
@@ -119,6 +132,8 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             return Named("attn.o", variant)
         if leaf in KV:
             return Named("attn.kv", variant)
+        if leaf.startswith("in_proj_"):  # linear attention's fused input projections
+            return Named("attn.qkv", variant)
         if leaf in ("gate", "gate_proj", "g_proj"):
             return Named("attn.gate", variant)
         if _POSITION.search(leaf):

@@ -296,6 +296,10 @@ def test_row_groups_take_each_heads_part():
         ("mlp.fc1.proj.weight", "mlp.up", ""),
         ("intermediate_query.dense.weight", "mlp.up", ""),
         ("attn.proj.weight", "attn.o", ""),
+        ("attention.self.key.weight_integer", "attn.k", ""),
+        ("linear_attn.in_proj_qkvz.weight", "attn.qkv", ""),
+        ("pwconv1.weight", "mlp.up", ""),
+        ("feed_forward1.ffw_layer_2.linear.weight", "mlp.down", ""),
         ("something.unheard_of.weight", "other", ""),
     ],
 )
