@@ -53,7 +53,7 @@ EXPERTS = 4
 SEQ = 8  # tokens per probe input
 N_PROBE = 4  # probe inputs
 ROLE_TARGET = 0.9
-TIME_LIMIT = 60  # seconds per model type, build and checks together
+TIME_LIMIT = 600  # seconds per model type: a guard against hangs only (a busy machine is slow)
 CHECKS = ("one_depth", "increasing", "covered", "roles", "capture")
 
 # field names (of a config or one of its sub-configs) and the tiny value they get
@@ -165,13 +165,31 @@ def _shrunk_value(name: str, value, old_layers: set[int]):
         if _LIST_HEADS_NAMES.match(name):
             return [min(v, HEADS) for v in value]
         if len(value) in old_layers:  # per-layer lists (window sizes, ...)
-            return list(value[:LAYERS])
+            return _per_layer(value)
     if isinstance(value, list | tuple) and value and len(value) in old_layers:
         if all(isinstance(v, str) for v in value):
-            return list(value[:LAYERS])
+            return _per_layer(value)
     if isinstance(value, str) and "pattern" in name and len(value) in old_layers:
-        return value[:LAYERS]  # one character per layer (hybrid layouts)
+        return "".join(_per_layer(value))  # one character per layer (hybrid layouts)
     return None
+
+
+def _per_layer(value) -> list:
+    """:data:`LAYERS` entries of a per-layer list, keeping each kind of layer it has (in order)."""
+    first = {}
+    for i, v in enumerate(value):
+        first.setdefault(v, i)
+    chosen = sorted(first.values())[:LAYERS]
+    chosen += [i for i in range(len(value)) if i not in chosen][: LAYERS - len(chosen)]
+    return [value[i] for i in sorted(chosen)]
+
+
+def _mrope(section: list[int]) -> list[int]:
+    """A multimodal rotary split scaled to the tiny head (its parts sum to HEAD_DIM // 2)."""
+    total, want = sum(section), HEAD_DIM // 2
+    out = [max(1, v * want // total) for v in section]
+    out[0] += want - sum(out)
+    return out
 
 
 def _shrunk_int(name: str, value: int) -> int | None:
@@ -243,6 +261,9 @@ def _overrides(values: dict, id_map: dict[int, int]) -> dict:
                     sub.pop(k, None)
             if sub != value:
                 out[name] = sub
+            continue
+        if name == "mrope_section" and isinstance(value, list) and value:
+            out[name] = _mrope(value)
             continue
         if _is_id(name, value):
             if value in id_map:
