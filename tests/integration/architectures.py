@@ -18,7 +18,8 @@ measures what explorer makes of it through its public API only (``ex.load``, ``c
     at least 90 % of the block matrices have a named role (not ``other``);
 ``capture``
     for models whose forward takes ``input_ids``: ``ex.capture`` on token ids gives a hidden state
-    for every block's depth, of the model's width (:data:`WIDTH`).
+    of the model's width (:data:`WIDTH`) at the depth of every block that the model's own forward
+    runs on those ids (hooks on the blocks tell; a vision-language model's vision tower does not run).
 
 The blocks are found here without asking explorer: they are the children of the outermost
 ``nn.ModuleList``/``nn.Sequential`` modules that have exactly :data:`LAYERS` children of one class,
@@ -469,11 +470,15 @@ def _check_model(model: nn.Module, result: Result, *, capture: bool) -> None:
         result.checks["roles"] = _check_roles(rows, blocks, result)
     result.checks["covered"] = _check_covered(model, {name for name, _, _ in rows})
     if result.takes_ids and capture and blocks:
-        own = _own_forward(model)
+        own, ran = _own_forward(model, blocks)
         if own:
             result.capture_note = f"the model's own forward fails here: {own}"
+        elif ran:
+            result.checks["capture"] = _check_capture(
+                ck, model, sorted(ran, key=blocks.index), rows
+            )
         else:
-            result.checks["capture"] = _check_capture(ck, model, blocks, rows)
+            result.capture_note = "the model's own forward on token ids runs none of its blocks"
 
 
 def _block_depths(rows, blocks) -> dict[Block, set[int]]:
@@ -555,21 +560,32 @@ def _probe_ids(model: nn.Module) -> torch.Tensor:
     return torch.randint(3, min(int(vocab), PROBE_VOCAB), (N_PROBE, SEQ), generator=gen)
 
 
-def _own_forward(model: nn.Module) -> str:
-    """Run the model on the probe ids the way transformers documents it; '' when it works."""
+def _own_forward(model: nn.Module, blocks=()) -> tuple[str, set]:
+    """Run the model on the probe ids the way transformers documents it: ('' when it works, or
+    why not; the blocks among ``blocks`` that its forward ran, seen by hooks on their modules)."""
     ids = _probe_ids(model)
     kwargs = {"input_ids": ids}
     if getattr(model.config, "is_encoder_decoder", False):
         kwargs["decoder_input_ids"] = ids
+    ran: set = set()
+    hooks = [
+        model.get_submodule(b.prefix).register_forward_hook(lambda *_, b=b: ran.add(b))
+        for b in blocks
+    ]
     try:
         with torch.no_grad(), _quiet():
             model(**kwargs)
     except Exception as exc:  # noqa: BLE001
-        return _one_line(exc)
-    return ""
+        return _one_line(exc), ran
+    finally:
+        for h in hooks:
+            h.remove()
+    return "", ran
 
 
 def _check_capture(ck, model: nn.Module, blocks, rows) -> tuple[bool, str]:
+    """Every block that the model's own forward runs on token ids (a vision tower of a
+    vision-language model does not) has a hidden state of the model's width at its depth."""
     import explorer as ex
 
     ids = _probe_ids(model)
@@ -578,7 +594,8 @@ def _check_capture(ck, model: nn.Module, blocks, rows) -> tuple[bool, str]:
             acts = ex.capture(ck, ids, device="cpu", progress=False, max_bytes=None)
     except Exception as exc:  # noqa: BLE001
         return False, _one_line(exc)
-    depths = sorted({min(d) for d in _block_depths(rows, blocks).values() if d})
+    depth_of = _block_depths(rows, blocks)
+    depths = sorted({min(depth_of[b]) for b in blocks if depth_of.get(b)})
     missing = [d for d in depths if d not in acts.depths]
     if missing:
         return False, f"no hidden state at block depths {missing[:4]}"
