@@ -14,8 +14,8 @@ k-NN label accuracy in the full space and in the layout.
 A quick first picture: ``project(acts, "pca")`` takes milliseconds; start
 ``project(acts, "umap", background=True)`` next and replace the picture as its depths arrive
 (``.job.on_part``); its progress moves within a depth (neighbours, then epochs). UMAP's numba
-code (umap-learn's graph, explorer's layout; no pynndescent: the neighbours are exact) compiles on
-first use; numba's on-disk cache is pointed at ``<explorer cache>/numba`` unless
+code (umap-learn's graph, pynndescent above 20,000 points, explorer's layout) compiles on first
+use; numba's on-disk cache is pointed at ``<explorer cache>/numba`` unless
 ``NUMBA_CACHE_DIR`` is set, so later sessions, and the dashboard after ``explorer demo
 --build-only`` (:func:`warm_umap`), reuse the code.
 """
@@ -90,8 +90,9 @@ def project(
     seed : int
         Seeds UMAP, t-SNE and the randomised PCA; part of the result's provenance and of the cache
         key. The same data, options and seed give the same layout bit for bit on the same machine
-        and library versions, in every mode (UMAP's parallel layout included); a cached layout is
-        read back exactly as it was stored.
+        and library versions (UMAP's parallel layout included; for UMAP above 20,000 points on
+        the CPU, whose neighbours come from NN-descent, at the same thread count); a cached
+        layout is read back exactly as it was stored.
     depths : sequence of int, optional
         Default: every captured depth, in order.
     labels : str or array, optional
@@ -509,7 +510,8 @@ def warm_umap() -> float:
     from explorer.kernel.umap_layout import umap_layout
 
     points = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    umap_layout(points, n_neighbors=10, n_epochs=2)
+    for search in ("exact", "nndescent"):
+        umap_layout(points, n_neighbors=10, n_epochs=2, neighbor_search=search)
     return time.perf_counter() - start
 
 

@@ -70,7 +70,8 @@ def sgd_epoch(
                 diff = y[j, d] - prev[k, d]
                 d2 += diff * diff
             if d2 > 0.0:
-                coeff = -2.0 * a * b * d2 ** (b - 1.0) / (a * d2**b + 1.0)
+                d2b = d2**b  # one power: d2^(b-1) = d2^b / d2
+                coeff = -2.0 * a * b * (d2b / d2) / (a * d2b + 1.0)
                 for d in range(dim):
                     y[j, d] += attract * alpha * _clip(coeff * (y[j, d] - prev[k, d]))
             next_sample[e] += epochs_per_sample[e]

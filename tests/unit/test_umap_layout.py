@@ -104,3 +104,13 @@ def test_options_umap_learn_has_and_we_do_not_name_the_way_out(digits, engine):
         project(acts, "umap", engine=engine, metric="cosine")
     p = project(acts, "umap", engine=engine, implementation="umap-learn", n_epochs=20)
     assert p.raw[0].shape == (200, 2)
+
+
+def test_nn_descent_is_reproducible_at_the_same_thread_count(digits):
+    from explorer.kernel.umap_layout import umap_layout
+
+    x = digits[0]
+    runs = [umap_layout(x, seed=1, n_epochs=30, neighbor_search="nndescent") for _ in range(2)]
+    np.testing.assert_array_equal(*runs)
+    with pytest.raises(ValueError, match="neighbor_search"):
+        umap_layout(x, neighbor_search="annoy")
