@@ -693,7 +693,8 @@ def render(results: list[Result], versions: str) -> str:
         "not share depths; every parameter with two or more axes is in `ck.layers`; at least",
         f"{ROLE_TARGET:.0%} of block matrices have a named role (not `other`); for models that take",
         f"`input_ids`, `ex.capture` on {N_PROBE} x {SEQ} token ids gives a hidden state of width "
-        f"{WIDTH} at every block's depth.",
+        f"{WIDTH} at the depth of every block its own forward runs on those ids (a",
+        "vision-language model's vision tower does not run on token ids).",
         "",
         f"**{n} types, {m} instantiate here, {k} pass every check = "
         f"{100 * k / max(m, 1):.1f} % of those that instantiate.**",
