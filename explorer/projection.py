@@ -100,7 +100,9 @@ def project(
         (default ``"label"``, ignored if absent) or one value per point.
     init_previous : bool
         UMAP and t-SNE only: start each depth from the previous depth's layout (raw), instead of a
-        spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order.
+        spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order. UMAP on
+        the CPU then runs fewer epochs the fewer neighbours changed since the previous depth
+        (:func:`explorer.kernel.umap_layout.warm_epochs`: 50 when none did, all from 20 % on).
     device : "auto", "cpu", "cuda", ...
         Where PCA runs, and where UMAP/t-SNE run: on a CUDA device through TorchDR or cuML
         (:mod:`explorer.projection_gpu` says which and when; the option ``gpu_engine`` names
