@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 
 METHODS = ("pca", "umap", "tsne")
-_KEY_FORMAT = "explorer.project/2"  # 2: UMAP by explorer.kernel.umap_layout
+_KEY_FORMAT = "explorer.project/3"  # 2: UMAP by kernel.umap_layout; 3: warm-start epochs
 
 
 def project(
@@ -100,7 +100,9 @@ def project(
         (default ``"label"``, ignored if absent) or one value per point.
     init_previous : bool
         UMAP and t-SNE only: start each depth from the previous depth's layout (raw), instead of a
-        spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order.
+        spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order. UMAP on
+        the CPU then runs fewer epochs the fewer neighbours changed since the previous depth
+        (:func:`explorer.kernel.umap_layout.warm_epochs`: 50 when none did, all from 20 % on).
     device : "auto", "cpu", "cuda", ...
         Where PCA runs, and where UMAP/t-SNE run: on a CUDA device through TorchDR or cuML
         (:mod:`explorer.projection_gpu` says which and when; the option ``gpu_engine`` names
@@ -141,6 +143,11 @@ def project(
     # Projection, whose job holds the executor: so it pickles for an executor that ships work
     # to other workers (Dask)
     raw = proj.raw
+    # a warm-started CPU UMAP runs fewer epochs the fewer neighbours changed since the previous
+    # depth (kernel.umap_layout.warm_epochs): each depth's neighbour indices, kept for the next
+    warm = init_previous and method == "umap" and gpu is None
+    warm = warm and options.get("implementation", "explorer") == "explorer"
+    neighbours: dict[int, np.ndarray] = {}
 
     def layout(depth: int) -> dict[str, np.ndarray]:
         x, status = prepare(acts[depth], depth)
@@ -149,6 +156,12 @@ def project(
         init = usable_init(_previous(depths, depth, raw)) if init_previous else None
         if gpu is not None:
             return {"coords": gpu_layout(x, method, n_components, seed, dev, gpu, init, options)}
+        if warm:
+            before = [d for d in depths[: depths.index(depth)] if d in raw]
+            previous = before[-1] if before else None
+            return _warm_umap(
+                x.to(dev), depth, previous, n_components, seed, init, options, neighbours
+            )
         return _layout(x, method, n_components, seed, dev, init, options)
 
     def layer_key(depth: int) -> str:
@@ -440,6 +453,24 @@ def _layout(x, method, n_components, seed, device, init, options) -> dict[str, n
     if method == "tsne":
         return {"coords": _tsne(data, n_components, seed, init, options)}
     return {"coords": _umap(data, n_components, seed, init, options)}
+
+
+def _warm_umap(x, depth, previous, n_components, seed, init, options, neighbours) -> dict:
+    """One depth of a CPU UMAP with ``init_previous``: its neighbours are searched here and kept
+    in ``neighbours[depth]``; with those of depth ``previous`` (whose layout ``init`` is; absent
+    if it came from the cache) the layout runs fewer epochs (:func:`kernel.umap_layout.
+    warm_epochs`)."""
+    from explorer.kernel.umap_layout import search_neighbors
+
+    k = options.get("n_neighbors", min(15, len(x)))
+    found = search_neighbors(x, k, seed, options.get("neighbor_search", "auto"))
+    extra = {"neighbors": found}
+    if init is not None and previous in neighbours:
+        extra["previous_neighbors"] = neighbours[previous]
+    coords = _umap(x, n_components, seed, init, {**options, **extra})
+    neighbours.clear()  # only the latest depth's are needed
+    neighbours[depth] = found[1].cpu().numpy()
+    return {"coords": coords}
 
 
 def _tsne(data, n_components, seed, init, options) -> np.ndarray:

@@ -36,10 +36,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["umap_layout"]
+__all__ = ["search_neighbors", "umap_layout", "warm_epochs"]
 
 #: Above this many points on the CPU, ``neighbor_search="auto"`` uses NN-descent.
 _EXACT_MAX_CPU = 20_000
+
+#: Fraction of changed neighbours from which a warm start runs every epoch (see warm_epochs).
+_FULL_CHANGE = 0.2
 
 
 def umap_layout(
@@ -59,6 +62,8 @@ def umap_layout(
     set_op_mix_ratio: float = 1.0,
     neighbors: tuple | None = None,
     neighbor_search: str = "auto",
+    previous_neighbors: np.ndarray | None = None,
+    min_epochs: int = 50,
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """A UMAP layout of the rows of ``X`` (see the module docstring for what differs from
@@ -86,6 +91,12 @@ def umap_layout(
         A precomputed :func:`explorer.kernel.knn` of ``X`` with ``n_neighbors - 1`` columns.
     neighbor_search : {"auto", "exact", "nndescent"}
         ``"auto"``: exact on a GPU or up to 20,000 points, NN-descent above (see above).
+    previous_neighbors : int array (N, >= n_neighbors - 1), optional
+        With an array ``init`` (a warm start from the previous depth's layout): that depth's
+        neighbour indices. The layout then runs :func:`warm_epochs` epochs (fewer the fewer
+        neighbours changed) instead of ``n_epochs``.
+    min_epochs : int, default 50
+        The fewest epochs of a warm start.
     progress : callable, optional
         ``progress(fraction)`` with the fraction of the work done (the neighbours count as 20 %,
         the graph and initialisation as 10 %, each epoch as its share of the rest).
@@ -97,32 +108,21 @@ def umap_layout(
     from umap.umap_ import find_ab_params, fuzzy_simplicial_set, make_epochs_per_sample
 
     from explorer.kernel._umap_sgd import sgd_epoch
-    from explorer.kernel.neighbors import knn
 
     report = progress or (lambda fraction: None)
     t = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
     n = t.shape[0]
     if not 2 <= n_neighbors <= n:
         raise ValueError(f"n_neighbors must be between 2 and N = {n}, got {n_neighbors}")
-    if neighbor_search not in ("auto", "exact", "nndescent"):
-        raise ValueError(
-            f"neighbor_search must be 'auto', 'exact' or 'nndescent', got {neighbor_search!r}"
-        )
-    if neighbor_search == "auto":
-        exact = t.device.type == "cuda" or n <= _EXACT_MAX_CPU
-        neighbor_search = "exact" if exact else "nndescent"
-    if neighbors is not None:
-        dist, idx = neighbors
-    elif neighbor_search == "exact":
-        dist, idx = knn(t, n_neighbors - 1)
-    else:
-        dist, idx = _nndescent(t, n_neighbors, seed)
+    dist, idx = neighbors or search_neighbors(t, n_neighbors, seed, neighbor_search)
     self_col = np.arange(n, dtype=np.int64)[:, None]
     knn_idx = np.hstack([self_col, idx[:, : n_neighbors - 1].cpu().numpy().astype(np.int64)])
     knn_dist = np.hstack(
         [np.zeros((n, 1), np.float32), dist[:, : n_neighbors - 1].cpu().float().numpy()]
     )
     report(0.2)
+    if previous_neighbors is not None and not isinstance(init, str):
+        n_epochs = warm_epochs(knn_idx[:, 1:], previous_neighbors, n_epochs, min_epochs)
 
     rng = np.random.RandomState(seed)
     data = t.detach().cpu().to(torch.float32).numpy()
@@ -161,6 +161,47 @@ def umap_layout(
             report(0.3 + 0.7 * (epoch + 1) / n_epochs)
     report(1.0)
     return y
+
+
+def search_neighbors(t: torch.Tensor, n_neighbors: int, seed: int = 0, how: str = "auto"):
+    """The ``n_neighbors - 1`` nearest neighbours of each row of ``t`` other than itself, as
+    tensors (distances, indices): exact (:func:`explorer.kernel.knn`) or by NN-descent; ``how``
+    as ``neighbor_search`` of :func:`umap_layout`."""
+    from explorer.kernel.neighbors import knn
+
+    if how not in ("auto", "exact", "nndescent"):
+        raise ValueError(f"neighbor_search must be 'auto', 'exact' or 'nndescent', got {how!r}")
+    if how == "auto":
+        how = "exact" if t.device.type == "cuda" or len(t) <= _EXACT_MAX_CPU else "nndescent"
+    if how == "exact":
+        return knn(t, n_neighbors - 1)
+    return _nndescent(t, n_neighbors, seed)
+
+
+def warm_epochs(idx, previous_idx, n_epochs: int, min_epochs: int = 50) -> int:
+    """Epochs for a layout that starts from the previous depth's: fewer the fewer neighbours
+    changed between the depths.
+
+    With ``c`` the fraction of neighbour pairs that changed, ``c = 1 - mean_i |N(i) & N'(i)| / k``
+    (``N(i)``, ``N'(i)``: point i's ``k`` neighbours at this and at the previous depth), the
+    layout runs ``clip(round(n_epochs * c / 0.2), min_epochs, n_epochs)`` epochs: all of them
+    from 20 % changed on. Measured (200 epochs, trustworthiness k = 10, against a cold spectral
+    start at the same depth): the clusters of ``benchmarks/projection_pictures.py`` (3,000
+    points, c = 0) lose at most 0.0015 at 50 epochs; the digits demo's hidden layers (450 points,
+    c = 0.22 to 0.34) lose up to 0.019 at 100 epochs, so there every epoch runs.
+    """
+    idx = np.asarray(idx)
+    prev = np.asarray(previous_idx)
+    k = idx.shape[1]
+    if prev.shape[0] != idx.shape[0] or prev.shape[1] < k:
+        raise ValueError(
+            f"previous_neighbors has shape {prev.shape}, expected ({len(idx)}, >= {k})"
+        )
+    both = np.concatenate([idx, prev[:, :k]], axis=1)
+    both.sort(axis=1)
+    kept = np.count_nonzero(both[:, 1:] == both[:, :-1]) / idx.size
+    epochs = round(n_epochs * (1.0 - kept) / _FULL_CHANGE)
+    return int(min(n_epochs, max(min(min_epochs, n_epochs), epochs)))
 
 
 def _nndescent(t: torch.Tensor, n_neighbors: int, seed: int):

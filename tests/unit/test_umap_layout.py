@@ -114,3 +114,45 @@ def test_nn_descent_is_reproducible_at_the_same_thread_count(digits):
     np.testing.assert_array_equal(*runs)
     with pytest.raises(ValueError, match="neighbor_search"):
         umap_layout(x, neighbor_search="annoy")
+
+
+def test_warm_epochs_follow_how_many_neighbours_changed():
+    from explorer.kernel.umap_layout import warm_epochs
+
+    idx = np.arange(40).reshape(10, 4)
+    assert warm_epochs(idx, idx, 200) == 50  # nothing changed: the floor
+    assert warm_epochs(idx, idx + 100, 200) == 200  # everything changed: every epoch
+    half_of_one_in_ten = idx.copy()
+    half_of_one_in_ten[0, :2] = [98, 99]  # 2 of 40 pairs changed: 5 % -> a quarter of 200
+    assert warm_epochs(half_of_one_in_ten, idx, 200) == 50
+    assert warm_epochs(half_of_one_in_ten, idx, 200, min_epochs=10) == 50
+    assert warm_epochs(idx, idx, 30) == 30  # never more than asked
+    with pytest.raises(ValueError, match="previous_neighbors"):
+        warm_epochs(idx, idx[:, :2], 200)
+
+
+def test_warm_start_from_the_previous_depth_runs_fewer_epochs_at_equal_quality(monkeypatch):
+    """Two depths whose neighbours barely change (clusters scaled, a little noise added): with
+    init_previous the second depth runs fewer epochs and keeps a cold start's quality."""
+    from sklearn.manifold import trustworthiness
+
+    import explorer.kernel.umap_layout as ul
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 6, 1200)
+    x0 = (rng.normal(size=(6, 24)) * 4)[y] + rng.normal(size=(1200, 24))
+    x1 = 1.5 * x0 + 0.05 * rng.normal(size=x0.shape)
+    acts = ex.Activations(
+        {0: torch.tensor(x0, dtype=torch.float32), 1: torch.tensor(x1, dtype=torch.float32)}
+    )
+    used = []
+    real = ul.warm_epochs
+    monkeypatch.setattr(ul, "warm_epochs", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    warm = project(acts, "umap", init_previous=True, cache=False).raw[1]
+    assert len(used) == 1 and used[0] < 100, used
+    cold = project(acts, "umap", depths=[1], cache=False).raw[1]
+    for layout in (warm, cold):
+        assert layout.shape == (1200, 2)
+    tw, tc = (trustworthiness(x1, v, n_neighbors=10) for v in (warm, cold))
+    aw, ac = (knn_accuracy(v, y, 10) for v in (warm, cold))
+    assert tw >= tc - 0.01 and aw >= ac - 0.01, (tw, tc, aw, ac)
