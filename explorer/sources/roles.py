@@ -115,7 +115,7 @@ _MIXER_WORDS = {"mixer", "ssm", "temporal_block", "conv", "lconv1d"}
 _MIXER_IN = {"in_proj", "linear_start", "linear_x", "linear_y"}
 _MIXER_OUT = {"out_proj", "linear_end", "linear_out"}
 
-_MLP_WORDS = {"feed_forward", "feedforward", "ffn", "mlp", "ff", "channel_mix", "fc"}
+_MLP_WORDS = {"feed_forward", "feedforward", "ffn", "ffns", "mlp", "ff", "channel_mix", "fc"}
 _CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
 _EXPERT = re.compile(r"^(?:\w*_)?experts?$")
 _SHARED = re.compile(r"^shared_(?:experts?|mlp)$")

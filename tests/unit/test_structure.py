@@ -340,3 +340,56 @@ def test_w1_w2_w3_follow_llama_when_w3_is_there():
     assert block_role("feed_forward.w3.weight", gated, 2).role == "mlp.up"
     plain = {"ffn.w1.weight", "ffn.w2.weight"}
     assert block_role("ffn.w1.weight", plain, 2).role == "mlp.up"
+
+
+class ParallelLists(nn.Module):
+    """XLM's layout: block i is attentions[i], norms1[i], ffns[i], norms2[i] (post-norm)."""
+
+    def __init__(self, n: int = 3):
+        super().__init__()
+        self.tok = nn.Embedding(50, D)
+        self.attentions = nn.ModuleList(Attention() for _ in range(n))
+        self.norms1 = nn.ModuleList(nn.LayerNorm(D) for _ in range(n))
+        self.ffns = nn.ModuleList(
+            nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D)) for _ in range(n)
+        )
+        self.norms2 = nn.ModuleList(nn.LayerNorm(D) for _ in range(n))
+
+    def forward(self, ids):
+        x = self.tok(ids)
+        for att, n1, ffn, n2 in zip(
+            self.attentions, self.norms1, self.ffns, self.norms2, strict=True
+        ):
+            x = n1(x + att(x)[0])
+            x = n2(x + ffn(x))
+        return x
+
+
+def test_parallel_lists_are_one_block_per_index():
+    torch.manual_seed(0)
+    model = ParallelLists().eval()
+    ck = ex.load(model)
+    rows = {name: (depth, role) for depth, role, name in table(ck).values()}
+    assert ck.n_blocks == 3
+    assert rows["attentions.1.wq.weight"] == (2, "attn.q")
+    assert rows["attentions.1.wo.weight"] == (2, "attn.o")
+    assert rows["ffns.1.0.weight"] == (2, "mlp.up")
+    assert rows["ffns.1.2.weight"] == (2, "mlp.down")
+    ids = torch.randint(0, 50, (2, 5))
+    acts = ex.capture(ck, ids, device="cpu", pooling="first")
+    assert acts.depths == [0, 1, 2, 3]
+    with torch.no_grad():
+        x = model.tok(ids)
+        for i in range(3):
+            x = model.norms1[i](x + model.attentions[i](x)[0])
+            x = model.norms2[i](x + model.ffns[i](x))
+            assert torch.allclose(acts[i + 1], x[:, 0], atol=1e-6)
+
+
+def test_numbered_stages_and_up_down_lists_stay_consecutive():
+    two = [f"{p}.{i}.{m}.weight" for p in ("layer1", "layer2") for i in range(2) for m in "ab"]
+    assert find_structure(two).n_blocks == 4
+    unet = [
+        f"{p}.{i}.{m}.weight" for p in ("down_blocks", "up_blocks") for i in range(2) for m in "ab"
+    ]
+    assert find_structure(unet).n_blocks == 4
