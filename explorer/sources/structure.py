@@ -10,9 +10,12 @@ block, while ``classifier.1`` (one matrix) and T5's ``block.0.layer.1`` (attenti
 are not. Containers named like experts or heads (``experts.3``, ``heads.0``) are never stacks:
 they stay inside their block.
 
-Stages flatten: a stack whose children are mostly (>= 75 % of their matrices) further stacks (a
+Stages flatten, one level: a stack whose children are mostly (>= 75 % of their matrices) further stacks (a
 ResNet's ``stages.1.layers.2``, Swin's ``layers.0.blocks.1``) contributes those inner blocks in
-order, and a stage's own extra matrices (a downsampling layer) join the stage's first block.
+order, and a stage's own extra matrices (a downsampling layer) join the stage's first block. A
+stage's blocks are not flattened again, nor are the children of a list named ``blocks``: HGNet's
+``stages.2.blocks.0`` is a block although it holds a list of conv ``layers`` (whose outputs are
+concatenated, never a stream of states).
 Sibling stacks named ``layer1``, ``layer2``, ... (torchvision) are stages of one stack too.
 *Parallel lists* (XLM's ``attentions.i`` and ``ffns.i``: sibling stacks with the same indices,
 named alike) are one stack: index ``i`` of every list is one block, at one depth; the block's
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 # Containers that are parts of a block, never a stack of blocks.
 _INNER = re.compile(r"^(?:\w*experts?|heads|attention_heads|local_experts)$", re.IGNORECASE)
 _STAGE_NAME = re.compile(r"^(.*?\D)(\d+)$")
+_BLOCKS = re.compile(r"^\w*blocks$", re.IGNORECASE)  # a list named blocks holds blocks, not stages
 _STACK_WORDS = (
     ("vision", ("vision", "visual", "image", "vit")),
     ("audio", ("audio", "speech")),
@@ -135,9 +139,11 @@ def find_structure(names: list[str]) -> Structure:
     def inside(prefix: str, outer: str) -> bool:
         return prefix.startswith(outer + ".") if outer else bool(prefix)
 
-    def blocks_of(prefix: str) -> tuple[list[str], dict[str, str]]:
+    def blocks_of(prefix: str, flatten: bool = True) -> tuple[list[str], dict[str, str]]:
         """Block paths of a stack (flattening stages) and stage extras -> their first block."""
         children = stacks[prefix]
+        if not flatten or _BLOCKS.match(prefix.rpartition(".")[2]):
+            return [_join(prefix, i) for i in sorted(children)], {}
         inner = [p for p in stacks if inside(p, prefix)]
         covered = 0
         for index, rests in children.items():
@@ -156,7 +162,7 @@ def find_structure(names: list[str]) -> Structure:
             direct = _outermost([p for p in inner if inside(p, child)])
             stage: list[str] = []
             for p in sorted(direct, key=natural_key):
-                sub, sub_extras = blocks_of(p)
+                sub, sub_extras = blocks_of(p, flatten=False)
                 stage += sub
                 extras.update(sub_extras)
             if stage:

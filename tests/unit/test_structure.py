@@ -393,3 +393,22 @@ def test_numbered_stages_and_up_down_lists_stay_consecutive():
         f"{p}.{i}.{m}.weight" for p in ("down_blocks", "up_blocks") for i in range(2) for m in "ab"
     ]
     assert find_structure(unet).n_blocks == 4
+
+
+def test_a_list_named_blocks_holds_blocks_even_with_inner_lists():
+    """HGNet: stages.s.blocks.b.layers.l; the blocks are stages.s.blocks.b, not the conv layers."""
+    names = [
+        f"encoder.stages.{s}.blocks.{b}.{part}.weight"
+        for s in range(2)
+        for b in range(2)
+        for part in [f"layers.{k}.conv{j}" for k in range(3) for j in (1, 2)] + ["aggregation.0"]
+    ]
+    structure = find_structure(names)
+    blocks = [b for stack in structure.stacks for b in stack.blocks]
+    assert blocks == [f"encoder.stages.{s}.blocks.{b}" for s in range(2) for b in range(2)]
+    assert [structure.depth_of[b] for b in blocks] == [1, 2, 3, 4]
+    alone = [n for n in names if n.startswith("encoder.stages.1.")]  # a top-level blocks list
+    assert find_structure(alone).stacks[0].blocks == (
+        "encoder.stages.1.blocks.0",
+        "encoder.stages.1.blocks.1",
+    )
