@@ -13,13 +13,17 @@ they stay inside their block.
 Stages flatten, one level: a stack whose children are mostly (>= 75 % of their matrices) further stacks (a
 ResNet's ``stages.1.layers.2``, Swin's ``layers.0.blocks.1``) contributes those inner blocks in
 order, and a stage's own extra matrices (a downsampling layer) join the stage's first block. A
-stage's blocks are not flattened again, nor are the children of a list named ``blocks``: HGNet's
+stage's blocks are not flattened again, nor are the children of a list named ``blocks`` (unless
+they hold ``blocks`` again: PP-OCR's ``blocks.3.blocks.0`` is a block of a stage): HGNet's
 ``stages.2.blocks.0`` is a block although it holds a list of conv ``layers`` (whose outputs are
 concatenated, never a stream of states).
 Sibling stacks named ``layer1``, ``layer2``, ... (torchvision) are stages of one stack too.
 *Parallel lists* (XLM's ``attentions.i`` and ``ffns.i``: sibling stacks with the same indices,
-named alike) are one stack: index ``i`` of every list is one block, at one depth; the block's
-path is the first list's (``Stack.parallel`` names all of them).
+named alike, none named like a list of whole blocks: ``layers``, ``blocks``) are one stack:
+index ``i`` of every list is one block, at one depth; the block's path is the first list's
+(``Stack.parallel`` names all of them). A list named ``layers``/``blocks``/``h`` whose children
+each hold >= 2 matrices is a stack even when the children differ (hybrid models: Nemotron-H's
+mamba, attention and MoE layers).
 
 Several stacks (an encoder and a decoder, a text and a vision tower) follow each other on one
 depth axis, named from their prefix (``vision``, ``audio``, ``text``, ``encoder``, ``decoder``,
@@ -127,13 +131,24 @@ def _repeated(children: dict[int, set[str]]) -> bool:
     )
 
 
+_LAYERS = re.compile(r"^(?:layers|h|blocks|decoder_layers|encoder_layers)$", re.IGNORECASE)
+
+
+def _hybrid(prefix: str, children: dict[int, set[str]]) -> bool:
+    """A hybrid model's ``layers`` list: every child holds >= 2 matrices but they differ (Nemotron-H's
+    mamba, attention and MoE layers; MiniMax's linear and softmax attention)."""
+    sizes = [len(c) for c in children.values()]
+    return bool(_LAYERS.match(prefix.rsplit(".", 1)[-1])) and len(sizes) > 1 and min(sizes) >= 2
+
+
 def find_structure(names: list[str]) -> Structure:
     """Blocks and stacks of a model from the names of its weight matrices (module docstring)."""
     found = _candidates(names)
     stacks = {
         prefix: children
         for prefix, children in found.items()
-        if not _INNER.match(prefix.rsplit(".", 1)[-1]) and _repeated(children)
+        if not _INNER.match(prefix.rsplit(".", 1)[-1])
+        and (_repeated(children) or _hybrid(prefix, children))
     }
 
     def inside(prefix: str, outer: str) -> bool:
@@ -142,9 +157,13 @@ def find_structure(names: list[str]) -> Structure:
     def blocks_of(prefix: str, flatten: bool = True) -> tuple[list[str], dict[str, str]]:
         """Block paths of a stack (flattening stages) and stage extras -> their first block."""
         children = stacks[prefix]
-        if not flatten or _BLOCKS.match(prefix.rpartition(".")[2]):
-            return [_join(prefix, i) for i in sorted(children)], {}
         inner = [p for p in stacks if inside(p, prefix)]
+        if _BLOCKS.match(prefix.rpartition(".")[2]) and not all(
+            _BLOCKS.match(p.rpartition(".")[2]) for p in inner
+        ):
+            flatten = False  # blocks of conv layers (HGNet); blocks of blocks are stages
+        if not flatten:
+            return [_join(prefix, i) for i in sorted(children)], {}
         covered = 0
         for index, rests in children.items():
             child = _join(prefix, index)
@@ -234,7 +253,12 @@ def _parallel_lists(
     by_key: dict[tuple, list[str]] = {}
     for p in top:
         parent, _, last = p.rpartition(".")
-        if _STAGE_NAME.match(last) or set(re.split(r"[_\d]+", last.lower())) & _SEQUENTIAL_WORDS:
+        if (
+            _LAYERS.match(last)
+            or last.lower() in ("layer", "block")
+            or _STAGE_NAME.match(last)
+            or set(re.split(r"[_\d]+", last.lower())) & _SEQUENTIAL_WORDS
+        ):
             continue  # layer1/layer2 are stages, down_blocks/up_blocks consecutive stacks
         if any(q.startswith(p + ".") for q in stacks):
             continue

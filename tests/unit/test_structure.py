@@ -412,3 +412,18 @@ def test_a_list_named_blocks_holds_blocks_even_with_inner_lists():
         "encoder.stages.1.blocks.0",
         "encoder.stages.1.blocks.1",
     )
+
+
+def test_hybrid_layers_that_share_no_names_are_still_blocks():
+    """Nemotron-H: mamba, MoE, attention and MLP layers in one ``layers`` list."""
+    kinds = [
+        ["mixer.in_proj", "mixer.out_proj"],
+        ["mixer.gate", "mixer.shared_experts.up_proj", "mixer.shared_experts.down_proj"],
+        ["mixer.q_proj", "mixer.k_proj", "mixer.v_proj", "mixer.o_proj"],
+        ["mixer.up_proj", "mixer.down_proj"],
+    ]
+    names = [f"model.layers.{i}.{m}.weight" for i, ms in enumerate(kinds) for m in ms]
+    structure = find_structure(["model.embeddings.weight", *names])
+    assert structure.stacks[0].blocks == tuple(f"model.layers.{i}" for i in range(4))
+    other = [f"model.parts.{i}.{m}.weight" for i, ms in enumerate(kinds) for m in ms]
+    assert find_structure(other).n_blocks == 0  # only a list named like layers may differ
