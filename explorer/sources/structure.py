@@ -19,8 +19,8 @@ they hold ``blocks`` again: PP-OCR's ``blocks.3.blocks.0`` is a block of a stage
 concatenated, never a stream of states).
 Sibling stacks named ``layer1``, ``layer2``, ... (torchvision) are stages of one stack too.
 *Parallel lists* (XLM's ``attentions.i`` and ``ffns.i``: sibling stacks with the same indices,
-named alike, none named like a list of whole blocks: ``layers``, ``blocks``) are one stack:
-index ``i`` of every list is one block, at one depth; the block's path is the first list's
+named alike, none named like a list of whole blocks: ``layers``, ``x_layers``, ``blocks``) are
+one stack: index ``i`` of every list is one block, at one depth; the block's path is the first list's
 (``Stack.parallel`` names all of them). A list named ``layers``/``blocks``/``h`` whose children
 each hold >= 2 matrices is a stack even when the children differ (hybrid models: Nemotron-H's
 mamba, attention and MoE layers).
@@ -132,6 +132,9 @@ def _repeated(children: dict[int, set[str]]) -> bool:
 
 
 _LAYERS = re.compile(r"^(?:layers|h|blocks|decoder_layers|encoder_layers)$", re.IGNORECASE)
+
+
+_WHOLE = re.compile(r"(?:^|_)(?:layers?|blocks?|h)$", re.IGNORECASE)  # LXMERT's r_layers
 
 
 def _hybrid(prefix: str, children: dict[int, set[str]]) -> bool:
@@ -254,8 +257,7 @@ def _parallel_lists(
     for p in top:
         parent, _, last = p.rpartition(".")
         if (
-            _LAYERS.match(last)
-            or last.lower() in ("layer", "block")
+            _WHOLE.search(last)
             or _STAGE_NAME.match(last)
             or set(re.split(r"[_\d]+", last.lower())) & _SEQUENTIAL_WORDS
         ):

@@ -427,3 +427,14 @@ def test_hybrid_layers_that_share_no_names_are_still_blocks():
     assert structure.stacks[0].blocks == tuple(f"model.layers.{i}" for i in range(4))
     other = [f"model.parts.{i}.{m}.weight" for i, ms in enumerate(kinds) for m in ms]
     assert find_structure(other).n_blocks == 0  # only a list named like layers may differ
+
+
+def test_lists_of_whole_layers_stay_consecutive_stacks():
+    """LXMERT: l_layers, x_layers, r_layers under one parent run one after the other."""
+    names = [
+        f"encoder.{p}.{i}.{m}.weight"
+        for p in ("l_layers", "x_layers", "r_layers")
+        for i in range(2)
+        for m in ("attention.query", "attention.key", "output.dense")
+    ]
+    assert find_structure(names).n_blocks == 6
