@@ -75,7 +75,7 @@ V = {
 }
 OUT = {"o", "o_proj", "out_proj", "out_lin", "wo", "dense", "c_proj", "proj", "out", "output"}
 OUT |= {"to_out", "o_linear", "out_linear", "output_proj", "dense_out", "linear_out"}
-OUT |= {"projection", "projection_layer", "o_a_proj", "o_b_proj", "projection_out"}
+OUT |= {"projection", "projection_layer", "o_a_proj", "o_b_proj", "projection_out", "attention_out"}
 KV = {"kv_proj", "to_kv", "kv_b_proj", "kv_a_proj_with_mqa", "kv_a_proj"}
 QKV = {"c_attn", "query_key_value", "qkv_proj", "qkv", "wqkv", "in_proj", "to_qkv", "qkv_linear"}
 QKV |= {"att_proj", "queries_keys_values"}
@@ -83,6 +83,7 @@ UP = {"fc1", "c_fc", "wi", "wi_1", "dense_h_to_4h", "linear1", "up_proj", "up", 
 UP |= {"w_in", "intermediate_dense", "ff1", "fc11", "w3", "linear_fc1", "linear_1", "proj_in"}
 UP |= {"ffw_layer_1", "pwconv1", "input_linear", "pointwise_conv1", "dense1", "linear_up"}
 GATE = {"gate_proj", "wi_0", "gate_linear"}
+_W_IN = {"w_0": "mlp.gate", "w_1": "mlp.up"}  # CPM-Ant's gated w_in.w_0, w_in.w_1
 DOWN = {"fc2", "c_proj", "wo", "dense_4h_to_h", "linear2", "w2", "down_proj", "down", "fc_out"}
 DOWN |= {"lin2", "w_out", "output_dense", "ff2", "linear_fc2", "linear_2", "proj_out"}
 DOWN |= {"ffw_layer_2", "pwconv2", "output_linear", "pointwise_conv2", "dense2", "linear_down"}
@@ -206,6 +207,8 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
     experts_here = any("expert" in s for s in siblings)
     if leaf in GATE_UP:
         return Named("mlp.gate_up", variant, "gate_up")
+    if leaf in _W_IN and words and words[-1] == "w_in":
+        return Named(_W_IN[leaf], variant)
     if leaf == "w1":
         return Named("mlp.gate" if gated else "mlp.up", variant)
     if leaf in GATE:

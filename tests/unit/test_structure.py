@@ -325,6 +325,8 @@ def test_row_groups_take_each_heads_part():
         ("patch_mixer.gating_block.attn_layer.weight", "mlp.gate", ""),
         ("attention.self.continuous_position_bias_mlp.0.weight", "attn.pos", ""),
         ("out_lin.weight", "attn.o", ""),
+        ("ffn.ffn.w_in.w_0.weight", "mlp.gate", ""),
+        ("self_att.self_attention.attention_out.weight", "attn.o", ""),
         ("something.unheard_of.weight", "other", ""),
     ],
 )
