@@ -62,8 +62,12 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
         # depth 0: the input of the first block of the first stack that runs (a vision tower
         # fed token ids never does), so every stack's first block is tapped; the first wins
         taps = [Tap(0, s.blocks[0], "input") for s in structure.stacks if s.blocks]
-        taps += [Tap(i + 1, b, "output") for i, b in enumerate(blocks)]
-        head = _head_module(model, blocks)
+        parts = _parallel_parts(structure, names)
+        taps += [
+            Tap(i + 1, parts[b][-1] if b in parts else b, "output") for i, b in enumerate(blocks)
+        ]
+        lists = {m.rpartition(".")[0] for members in parts.values() for m in members}
+        head = _head_module(model, [*blocks, *(m for ms in parts.values() for m in ms), *lists])
         if head is not None:
             taps.append(Tap(len(blocks) + 1, head, "output"))
         return taps
@@ -79,6 +83,22 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
     taps = [Tap(i, name, "input") for i, name in enumerate(weighted)]
     taps.append(Tap(len(weighted), weighted[-1], "output"))
     return taps
+
+
+def _parallel_parts(structure: Structure, names: list[str]) -> dict[str, list[str]]:
+    """For blocks made of parallel lists (XLM's ``attentions.i``, ``ffns.i``, ``layer_norm2.i``):
+    every module with index ``i`` in registration order; the last one's output is the block's."""
+    parts = {}
+    for stack in structure.stacks:
+        if not stack.parallel:
+            continue
+        parent = stack.parallel[0].rpartition(".")[0]
+        head = re.escape(parent + ".") if parent else ""
+        for block in stack.blocks:
+            index = block.rpartition(".")[2]
+            pattern = re.compile(rf"^{head}[^.]+\.{index}$")
+            parts[block] = [n for n in names if pattern.match(n)]
+    return parts
 
 
 def module_structure(model: nn.Module) -> Structure:

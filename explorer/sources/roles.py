@@ -24,6 +24,16 @@ Inside a block, a matrix's role comes from its module's own name (the *leaf*: ``
   router (``router``, or ``gate`` next to experts) -> ``mlp.router``.
 - kernels with more than two axes -> ``conv``.
 
+Less common names: a prefix on an attention name is the variant (LiLT's ``layout_key``, LUKE's
+``e2w_query``; ``layout_output.dense``/``lang_inter.dense`` are MLP down/up); an indexer's
+matrices (DeepSeek-V3.2) have the variant ``indexer``; linear attention's beta/forget gates,
+``receptance`` and attention routers are ``attn.gate``; short-convolution and recurrent token
+mixers (``conv``, ``lconv1d``, ``temporal_block``) read with ``in_proj``/``linear_x``/
+``linear_y``/``linear_start`` (``ssm.in``) and write with ``out_proj``/``linear_out``/
+``linear_end`` (``ssm.out``); Gemma-3n's ``per_layer_input_gate``/``per_layer_projection`` are
+``mlp.gate``/``mlp.down`` with the variant ``per_layer``, MobileBERT's bottleneck in/out
+``mlp.up``/``mlp.down`` with ``bottleneck``; GPT-OSS's ``*_proj_bias`` take their matrix's role.
+
 An expert's index (``experts.3.w1``) or ``shared`` (``shared_expert``) is the variant. Anything
 else is ``other``: never an error.
 """
@@ -46,6 +56,9 @@ Q = {
     "to_q",
     "q_linear",
     "q_attn",
+    "query_global",
+    "wq_a",
+    "wq_b",
 }
 K = {"key_global", "linear_k", "k", "key", "k_proj", "k_lin", "wk", "key_proj", "to_k", "k_linear"}
 V = {
@@ -62,28 +75,53 @@ V = {
 }
 OUT = {"o", "o_proj", "out_proj", "out_lin", "wo", "dense", "c_proj", "proj", "out", "output"}
 OUT |= {"to_out", "o_linear", "out_linear", "output_proj", "dense_out", "linear_out"}
-OUT |= {"projection", "projection_layer"}
+OUT |= {"projection", "projection_layer", "o_a_proj", "o_b_proj", "projection_out", "attention_out"}
 KV = {"kv_proj", "to_kv", "kv_b_proj", "kv_a_proj_with_mqa", "kv_a_proj"}
 QKV = {"c_attn", "query_key_value", "qkv_proj", "qkv", "wqkv", "in_proj", "to_qkv", "qkv_linear"}
+QKV |= {"att_proj", "queries_keys_values"}
 UP = {"fc1", "c_fc", "wi", "wi_1", "dense_h_to_4h", "linear1", "up_proj", "up", "fc_in", "lin1"}
 UP |= {"w_in", "intermediate_dense", "ff1", "fc11", "w3", "linear_fc1", "linear_1", "proj_in"}
-UP |= {"ffw_layer_1", "pwconv1", "input_linear"}
+UP |= {"ffw_layer_1", "pwconv1", "input_linear", "pointwise_conv1", "dense1", "linear_up"}
 GATE = {"gate_proj", "wi_0", "gate_linear"}
+_W_IN = {"w_0": "mlp.gate", "w_1": "mlp.up"}  # CPM-Ant's gated w_in.w_0, w_in.w_1
 DOWN = {"fc2", "c_proj", "wo", "dense_4h_to_h", "linear2", "w2", "down_proj", "down", "fc_out"}
 DOWN |= {"lin2", "w_out", "output_dense", "ff2", "linear_fc2", "linear_2", "proj_out"}
-DOWN |= {"ffw_layer_2", "pwconv2", "output_linear"}
+DOWN |= {"ffw_layer_2", "pwconv2", "output_linear", "pointwise_conv2", "dense2", "linear_down"}
 GATE_UP = {"gate_up_proj", "gate_up"}
 SSM = {"in_proj": "ssm.in", "x_proj": "ssm.x", "dt_proj": "ssm.dt", "out_proj": "ssm.out"}
 SSM |= {"a_log": "ssm.a", "a": "ssm.a"}
 _KNOWN = Q | K | V | OUT | QKV | UP | GATE | DOWN | GATE_UP | KV | {"w1", "w2", "w3"}
 _WRAPPERS = {"linear", "convolution", "conv", "proj", "layer", "dense", "linear_layer"}
 _WRAPPED = _KNOWN - {"proj", "dense", "output", "out", "o", "projection"}
-_POSITION = re.compile(r"rel|pos|distance|bias_[uv]$")
+_WRAPPED |= {"linear_start", "linear_end", "router"}
+_POSITION = re.compile(
+    r"rel|pos|distance|bias_[uv]$|^r_[rsw]_bias$|^seg_embed$|sampling_offsets|^time_"
+)
+# Attention's other gates: linear attention's beta and forget gates (b_proj, f_proj, A_log),
+# Doge's dt_proj, deformable attention's attention_weights, an indexer's per-head weights.
+_ATTN_GATE = {"gate", "gate_proj", "g_proj", "b_proj", "f_proj", "f_a_proj", "f_b_proj", "a_log"}
+_ATTN_GATE |= {"dt_proj", "attention_weights", "weights_proj", "receptance", "router"}
+_ATTN_GATE |= {"conv_kernel_layer"}  # ConvBERT's span-based dynamic kernel
+# Attention under other names: ConvBERT's convolution branch, JetMoE's attention experts.
+_ATTN_OTHER = {"key_conv_attn_layer": ("attn.k", "conv"), "conv_out_layer": ("attn.v", "conv")}
+_ATTN_OTHER |= {"input_linear": ("attn.q", ""), "output_linear": ("attn.o", "")}
+# An MLP's first and last layers under generic names (in an MLP context only).
+_MLP_IN = {"in_proj", "intermediate", "layer_1", "proj_up"}
+_MLP_OUT = {"out_proj", "output", "layer_2", "proj_down"}
+# Leaves that name attention without any context (not q/k/v/o, which MLPs also use).
+_ATTN_ONLY = {"o_proj", "out_lin", "o_a_proj", "o_b_proj"}
+# Token mixers built from a short convolution between two pointwise layers (LFM2's conv,
+# Gemma-3n's lconv1d, RecurrentGemma's temporal block): their in/out layers are ssm.in/ssm.out.
+_MIXER_WORDS = {"mixer", "ssm", "temporal_block", "conv", "lconv1d"}
+_MIXER_IN = {"in_proj", "linear_start", "linear_x", "linear_y"}
+_MIXER_OUT = {"out_proj", "linear_end", "linear_out"}
 
-_MLP_WORDS = {"feed_forward", "feedforward", "ffn", "mlp", "ff", "channel_mix", "fc"}
+_MLP_WORDS = {"feed_forward", "feedforward", "ffn", "ffns", "mlp", "ff", "channel_mix", "fc"}
 _CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
 _EXPERT = re.compile(r"^(?:\w*_)?experts?$")
 _SHARED = re.compile(r"^shared_(?:experts?|mlp)$")
+_PER_LAYER = {"per_layer_input_gate": "mlp.gate", "per_layer_projection": "mlp.down"}
+_SUBLAYER = re.compile(r"^(?:([a-z0-9]+)_)?(intermediate\w*|inter|output\w*)$")
 
 
 @dataclass(frozen=True)
@@ -109,17 +147,36 @@ def split_name(rest: str) -> tuple[str, list[str]]:
 def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
     """The role of a matrix at ``rest`` inside a block whose matrices are ``siblings``."""
     leaf, context = split_name(rest)
+    if leaf.endswith("_bias") and leaf[: -len("_bias")] in _KNOWN:  # GPT-OSS's expert biases
+        base = block_role(rest[: -len("_bias")], siblings, ndim)
+        return Named(base.role, base.variant or "bias")
     if leaf in _WRAPPERS and context and (context[-1] in _WRAPPED or _POSITION.search(context[-1])):
         leaf, context = context[-1], context[:-1]  # q_proj.linear, qkv_proj.convolution
     variant = _variant(context)
     words = [c for c in context if not c.isdigit()]
     if ndim > 2 and not _is_expert_tensor(words, ndim):
         return Named("conv", variant)
-    if any("att" in c or c in ("mha", "self") for c in words):
+    if leaf in _PER_LAYER:  # Gemma-3n's per-layer input: a gated projection into the stream
+        return Named(_PER_LAYER[leaf], "per_layer")
+    if any(c.startswith("gating") for c in words):  # PatchTSMixer's gating block
+        return Named("mlp.gate", variant)
+    if "bottleneck" in words and leaf == "dense" and words[-1] in ("input", "bottleneck"):
+        return Named("mlp.up" if words[-1] == "input" else "mlp.down", "bottleneck")  # MobileBERT
+    if any(("att" in c and "norm" not in c) or c in ("mha", "self", "modulation") for c in words):
         if any(_CROSS.search(c) for c in words):
             variant = "cross"
+        if "indexer" in words:  # DeepSeek-V3.2's lightning indexer: its own q, k, head weights
+            variant = "indexer"
         if leaf in ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_proj", "kv_b_proj"):
             variant = leaf.split("_")[1]  # multi-head latent attention: the two halves a, b
+        if leaf in ("o_a_proj", "o_b_proj"):
+            variant = leaf.split("_")[1]
+        if leaf in _ATTN_OTHER:
+            role, kind = _ATTN_OTHER[leaf]
+            return Named(role, kind or variant)
+        prefix, _, base = leaf.partition("_")
+        if leaf not in _KNOWN and base in Q | K | V:  # LiLT's layout_key, LUKE's e2w_query
+            leaf, variant = base, prefix
         if leaf in Q:
             return Named("attn.q", variant)
         if leaf in K:
@@ -132,19 +189,26 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             return Named("attn.o", variant)
         if leaf in KV:
             return Named("attn.kv", variant)
-        if leaf.startswith("in_proj_"):  # linear attention's fused input projections
+        if leaf.startswith("in_proj_") or leaf == "projection_in":  # fused, layout unknown
             return Named("attn.qkv", variant)
-        if leaf in ("gate", "gate_proj", "g_proj"):
+        if leaf in _ATTN_GATE or any("gate" in c for c in words):
             return Named("attn.gate", variant)
-        if _POSITION.search(leaf):
+        if _POSITION.search(leaf) or any(_POSITION.search(c) for c in words if "att" not in c):
             return Named("attn.pos", variant)
         return Named("other", variant)
-    if any(c in ("mixer", "ssm") or c.startswith("mamba") for c in words) and leaf in SSM:
-        return Named(SSM[leaf], variant)
+    if any(c in _MIXER_WORDS or c.startswith("mamba") for c in words):
+        if leaf in SSM:
+            return Named(SSM[leaf], variant)
+        if leaf in _MIXER_IN:
+            return Named("ssm.in", variant)
+        if leaf in _MIXER_OUT:
+            return Named("ssm.out", variant)
     gated = any(split_name(s)[0] == "w3" for s in siblings)
     experts_here = any("expert" in s for s in siblings)
     if leaf in GATE_UP:
         return Named("mlp.gate_up", variant, "gate_up")
+    if leaf in _W_IN and words and words[-1] == "w_in":
+        return Named(_W_IN[leaf], variant)
     if leaf == "w1":
         return Named("mlp.gate" if gated else "mlp.up", variant)
     if leaf in GATE:
@@ -153,11 +217,12 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
         return Named("mlp.up", variant)
     if leaf in DOWN:
         return Named("mlp.down", variant)
-    if leaf == "dense" and words:
-        if words[-1] in ("ffn", "mlp") or words[-1].startswith("intermediate"):
-            return Named("mlp.up", variant)
-        if words[-1].startswith("output"):
-            return Named("mlp.down", variant)
+    sub = _SUBLAYER.match(words[-1]) if leaf == "dense" and words else None
+    if sub:  # BERT's intermediate/output, LXMERT's lang_inter, LiLT's layout_output
+        role = "mlp.down" if sub.group(2).startswith("output") else "mlp.up"
+        return Named(role, sub.group(1) or variant)
+    if leaf == "dense" and words and words[-1] in ("ffn", "mlp"):
+        return Named("mlp.up", variant)
     if leaf in ("router", "shared_expert_gate") or (leaf == "gate" and experts_here):
         return Named("mlp.router", "shared" if leaf == "shared_expert_gate" else variant)
     if leaf == "gate":
@@ -167,8 +232,12 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             return Named("mlp.up", variant)
         if leaf == "value":
             return Named("mlp.down", variant)
-        if leaf == "receptance":
+        if leaf in ("receptance", "proj_up_gate"):
             return Named("mlp.gate", variant)
+        if leaf in _MLP_IN:
+            return Named("mlp.up", variant)
+        if leaf in _MLP_OUT:
+            return Named("mlp.down", variant)
         if leaf.isdigit():  # an nn.Sequential MLP: its first matrix reads, its last writes
             numbered = sorted(
                 int(split_name(s)[0])
@@ -181,6 +250,10 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
                 return Named("mlp.down", variant)
     if leaf in (Q | K | V) - {"q", "k", "v", "key", "value"}:  # unambiguous without context
         return Named("attn." + ("q" if leaf in Q else "k" if leaf in K else "v"), variant)
+    if leaf in _ATTN_ONLY:
+        return Named("attn.o", variant)
+    if leaf in QKV - {"qkv", "in_proj"}:
+        return Named("attn.qkv", variant, "qkv")
     return Named("other", variant)
 
 

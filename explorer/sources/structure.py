@@ -10,10 +10,20 @@ block, while ``classifier.1`` (one matrix) and T5's ``block.0.layer.1`` (attenti
 are not. Containers named like experts or heads (``experts.3``, ``heads.0``) are never stacks:
 they stay inside their block.
 
-Stages flatten: a stack whose children are mostly (>= 75 % of their matrices) further stacks (a
+Stages flatten, one level: a stack whose children are mostly (>= 75 % of their matrices) further stacks (a
 ResNet's ``stages.1.layers.2``, Swin's ``layers.0.blocks.1``) contributes those inner blocks in
-order, and a stage's own extra matrices (a downsampling layer) join the stage's first block.
+order, and a stage's own extra matrices (a downsampling layer) join the stage's first block. A
+stage's blocks are not flattened again, nor are the children of a list named ``blocks`` (unless
+they hold ``blocks`` again: PP-OCR's ``blocks.3.blocks.0`` is a block of a stage): HGNet's
+``stages.2.blocks.0`` is a block although it holds a list of conv ``layers`` (whose outputs are
+concatenated, never a stream of states).
 Sibling stacks named ``layer1``, ``layer2``, ... (torchvision) are stages of one stack too.
+*Parallel lists* (XLM's ``attentions.i`` and ``ffns.i``: sibling stacks with the same indices,
+named alike, none named like a list of whole blocks: ``layers``, ``x_layers``, ``blocks``) are
+one stack: index ``i`` of every list is one block, at one depth; the block's path is the first list's
+(``Stack.parallel`` names all of them). A list named ``layers``/``blocks``/``h`` whose children
+each hold >= 2 matrices is a stack even when the children differ (hybrid models: Nemotron-H's
+mamba, attention and MoE layers).
 
 Several stacks (an encoder and a decoder, a text and a vision tower) follow each other on one
 depth axis, named from their prefix (``vision``, ``audio``, ``text``, ``encoder``, ``decoder``,
@@ -34,6 +44,7 @@ from dataclasses import dataclass
 # Containers that are parts of a block, never a stack of blocks.
 _INNER = re.compile(r"^(?:\w*experts?|heads|attention_heads|local_experts)$", re.IGNORECASE)
 _STAGE_NAME = re.compile(r"^(.*?\D)(\d+)$")
+_BLOCKS = re.compile(r"^\w*blocks$", re.IGNORECASE)  # a list named blocks holds blocks, not stages
 _STACK_WORDS = (
     ("vision", ("vision", "visual", "image", "vit")),
     ("audio", ("audio", "speech")),
@@ -51,6 +62,7 @@ class Stack:
     name: str
     root: str  # "text_model." / "model.encoder." / "" : where this stack's own names start
     blocks: tuple[str, ...]  # block module paths, in forward order
+    parallel: tuple[str, ...] = ()  # the sibling lists whose index i is block i (XLM), if any
 
 
 @dataclass(frozen=True)
@@ -65,12 +77,19 @@ class Structure:
         return sum(len(s.blocks) for s in self.stacks)
 
     def locate(self, name: str) -> tuple[int, str, str] | None:
-        """``(depth, block path, rest)`` of a parameter inside a block, else None."""
+        """``(depth, block path, rest)`` of a parameter inside a block, else None.
+
+        In a block of parallel lists the list's name leads ``rest`` (``ffns.lin1.weight``).
+        """
         parts = name.split(".")
         for cut in range(len(parts) - 1, 0, -1):
             prefix = ".".join(parts[:cut])
             if prefix in self.depth_of:
-                return self.depth_of[prefix], prefix, ".".join(parts[cut:])
+                rest = ".".join(parts[cut:])
+                lists = {p for stack in self.stacks for p in stack.parallel}
+                if prefix.rpartition(".")[0] in lists:  # a parallel list's name is context
+                    rest = f"{parts[cut - 2]}.{rest}"
+                return self.depth_of[prefix], prefix, rest
         return None
 
     def stack_of(self, name: str) -> Stack | None:
@@ -112,22 +131,42 @@ def _repeated(children: dict[int, set[str]]) -> bool:
     )
 
 
+_LAYERS = re.compile(r"^(?:layers|h|blocks|decoder_layers|encoder_layers)$", re.IGNORECASE)
+
+
+_WHOLE = re.compile(r"(?:^|_)(?:layers?|blocks?|h)$", re.IGNORECASE)  # LXMERT's r_layers
+
+
+def _hybrid(prefix: str, children: dict[int, set[str]]) -> bool:
+    """A hybrid model's ``layers`` list: every child holds >= 2 matrices but they differ (Nemotron-H's
+    mamba, attention and MoE layers; MiniMax's linear and softmax attention)."""
+    sizes = [len(c) for c in children.values()]
+    return bool(_LAYERS.match(prefix.rsplit(".", 1)[-1])) and len(sizes) > 1 and min(sizes) >= 2
+
+
 def find_structure(names: list[str]) -> Structure:
     """Blocks and stacks of a model from the names of its weight matrices (module docstring)."""
     found = _candidates(names)
     stacks = {
         prefix: children
         for prefix, children in found.items()
-        if not _INNER.match(prefix.rsplit(".", 1)[-1]) and _repeated(children)
+        if not _INNER.match(prefix.rsplit(".", 1)[-1])
+        and (_repeated(children) or _hybrid(prefix, children))
     }
 
     def inside(prefix: str, outer: str) -> bool:
         return prefix.startswith(outer + ".") if outer else bool(prefix)
 
-    def blocks_of(prefix: str) -> tuple[list[str], dict[str, str]]:
+    def blocks_of(prefix: str, flatten: bool = True) -> tuple[list[str], dict[str, str]]:
         """Block paths of a stack (flattening stages) and stage extras -> their first block."""
         children = stacks[prefix]
         inner = [p for p in stacks if inside(p, prefix)]
+        if _BLOCKS.match(prefix.rpartition(".")[2]) and not all(
+            _BLOCKS.match(p.rpartition(".")[2]) for p in inner
+        ):
+            flatten = False  # blocks of conv layers (HGNet); blocks of blocks are stages
+        if not flatten:
+            return [_join(prefix, i) for i in sorted(children)], {}
         covered = 0
         for index, rests in children.items():
             child = _join(prefix, index)
@@ -145,7 +184,7 @@ def find_structure(names: list[str]) -> Structure:
             direct = _outermost([p for p in inner if inside(p, child)])
             stage: list[str] = []
             for p in sorted(direct, key=natural_key):
-                sub, sub_extras = blocks_of(p)
+                sub, sub_extras = blocks_of(p, flatten=False)
                 stage += sub
                 extras.update(sub_extras)
             if stage:
@@ -154,8 +193,10 @@ def find_structure(names: list[str]) -> Structure:
         return blocks, extras
 
     top = _outermost(list(stacks))
+    parallel = _parallel_lists(top, stacks, names)
+    merged = {p for lists in parallel.values() for p in lists[1:]}
     groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for prefix in top:
+    for prefix in [p for p in top if p not in merged]:
         parent, _, last = prefix.rpartition(".")
         m = _STAGE_NAME.match(last)
         key = (parent, m.group(1)) if m else (parent, last)
@@ -170,8 +211,10 @@ def find_structure(names: list[str]) -> Structure:
             blocks += sub
             extras.update(sub_extras)
         first = sorted(members)[0][1]
+        for other in parallel.get(first, ())[1:]:
+            extras.update({_join(other, i): _join(first, i) for i in stacks[other]})
         name, root = _stack_name(first)
-        built.append((name, root, blocks, extras))
+        built.append((name, root, blocks, extras, parallel.get(first, ())))
 
     built.sort(key=lambda b: (_STACK_ORDER.get(b[0], 1), natural_key(b[1])))
     names_seen = Counter(b[0] for b in built)
@@ -179,7 +222,7 @@ def find_structure(names: list[str]) -> Structure:
     depth_of: dict[str, int] = {}
     depth = 0
     used: Counter = Counter()
-    for name, root, blocks, extras in built:
+    for name, root, blocks, extras, lists in built:
         if names_seen[name] > 1:
             used[name] += 1
             name = f"{name}{used[name]}" if used[name] > 1 else name
@@ -190,8 +233,43 @@ def find_structure(names: list[str]) -> Structure:
             depth_of[block] = depth
         for extra, block in extras.items():
             depth_of.setdefault(extra, depth_of[block])
-        result.append(Stack(name, root, tuple(blocks)))
+        result.append(Stack(name, root, tuple(blocks), lists))
     return Structure(tuple(result), depth_of)
+
+
+_SEQUENTIAL_WORDS = {"down", "up", "encoder", "decoder", "enc", "dec", "pre", "post", "input"}
+
+
+def _parallel_lists(
+    top: list[str], stacks: dict[str, dict[int, set[str]]], names: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """First list -> all lists (in order of the names) of each group of parallel lists.
+
+    Parallel: siblings (same parent) with the same child indices, none of them flattened stages,
+    named alike (``_stack_name``) and not like consecutive stacks (``down_blocks``/``up_blocks``).
+    """
+    first_seen = {}
+    for i, name in enumerate(names):
+        for p in top:
+            if name.startswith(p + ".") and p not in first_seen:
+                first_seen[p] = i
+    by_key: dict[tuple, list[str]] = {}
+    for p in top:
+        parent, _, last = p.rpartition(".")
+        if (
+            _WHOLE.search(last)
+            or _STAGE_NAME.match(last)
+            or set(re.split(r"[_\d]+", last.lower())) & _SEQUENTIAL_WORDS
+        ):
+            continue  # layer1/layer2 are stages, down_blocks/up_blocks consecutive stacks
+        if any(q.startswith(p + ".") for q in stacks):
+            continue
+        key = (parent, tuple(sorted(stacks[p])), _stack_name(p)[0])
+        by_key.setdefault(key, []).append(p)
+    return {
+        lists[0]: tuple(lists)
+        for lists in (sorted(g, key=first_seen.get) for g in by_key.values() if len(g) > 1)
+    }
 
 
 def _outermost(prefixes: list[str]) -> list[str]:

@@ -300,6 +300,33 @@ def test_row_groups_take_each_heads_part():
         ("linear_attn.in_proj_qkvz.weight", "attn.qkv", ""),
         ("pwconv1.weight", "mlp.up", ""),
         ("feed_forward1.ffw_layer_2.linear.weight", "mlp.down", ""),
+        ("attention.self.layout_key.weight", "attn.k", "layout"),
+        ("layout_output.dense.weight", "mlp.down", "layout"),
+        ("lang_inter.dense.weight", "mlp.up", "lang"),
+        ("attention.self.e2w_query.weight", "attn.q", "e2w"),
+        ("self_attn.indexer.wq_b.weight", "attn.q", "indexer"),
+        ("self_attn.indexer.weights_proj.weight", "attn.gate", "indexer"),
+        ("self_attn.o_b_proj.weight", "attn.o", "b"),
+        ("self_attn.forget_gate.f_a_proj.weight", "attn.gate", ""),
+        ("per_layer_input_gate.weight", "mlp.gate", "per_layer"),
+        ("per_layer_projection.weight", "mlp.down", "per_layer"),
+        ("temporal_block.linear_x.weight", "ssm.in", ""),
+        ("temporal_block.linear_out.weight", "ssm.out", ""),
+        ("temporal_block.o_proj.weight", "attn.o", ""),
+        ("conv.in_proj.weight", "ssm.in", ""),
+        ("lconv1d.linear_end.linear.weight", "ssm.out", ""),
+        ("bottleneck.input.dense.weight", "mlp.up", "bottleneck"),
+        ("output.bottleneck.dense.weight", "mlp.down", "bottleneck"),
+        ("post_attention_layernorm.mlp.fc1.weight", "mlp.up", ""),
+        ("mlp.dense1.weight", "mlp.up", ""),
+        ("feed_forward.output.weight", "mlp.down", ""),
+        ("attn.att_proj.weight", "attn.qkv", ""),
+        ("mlp.experts.down_proj_bias", "mlp.down", "bias"),
+        ("patch_mixer.gating_block.attn_layer.weight", "mlp.gate", ""),
+        ("attention.self.continuous_position_bias_mlp.0.weight", "attn.pos", ""),
+        ("out_lin.weight", "attn.o", ""),
+        ("ffn.ffn.w_in.w_0.weight", "mlp.gate", ""),
+        ("self_att.self_attention.attention_out.weight", "attn.o", ""),
         ("something.unheard_of.weight", "other", ""),
     ],
 )
@@ -315,3 +342,101 @@ def test_w1_w2_w3_follow_llama_when_w3_is_there():
     assert block_role("feed_forward.w3.weight", gated, 2).role == "mlp.up"
     plain = {"ffn.w1.weight", "ffn.w2.weight"}
     assert block_role("ffn.w1.weight", plain, 2).role == "mlp.up"
+
+
+class ParallelLists(nn.Module):
+    """XLM's layout: block i is attentions[i], norms1[i], ffns[i], norms2[i] (post-norm)."""
+
+    def __init__(self, n: int = 3):
+        super().__init__()
+        self.tok = nn.Embedding(50, D)
+        self.attentions = nn.ModuleList(Attention() for _ in range(n))
+        self.norms1 = nn.ModuleList(nn.LayerNorm(D) for _ in range(n))
+        self.ffns = nn.ModuleList(
+            nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D)) for _ in range(n)
+        )
+        self.norms2 = nn.ModuleList(nn.LayerNorm(D) for _ in range(n))
+
+    def forward(self, ids):
+        x = self.tok(ids)
+        for att, n1, ffn, n2 in zip(
+            self.attentions, self.norms1, self.ffns, self.norms2, strict=True
+        ):
+            x = n1(x + att(x)[0])
+            x = n2(x + ffn(x))
+        return x
+
+
+def test_parallel_lists_are_one_block_per_index():
+    torch.manual_seed(0)
+    model = ParallelLists().eval()
+    ck = ex.load(model)
+    rows = {name: (depth, role) for depth, role, name in table(ck).values()}
+    assert ck.n_blocks == 3
+    assert rows["attentions.1.wq.weight"] == (2, "attn.q")
+    assert rows["attentions.1.wo.weight"] == (2, "attn.o")
+    assert rows["ffns.1.0.weight"] == (2, "mlp.up")
+    assert rows["ffns.1.2.weight"] == (2, "mlp.down")
+    ids = torch.randint(0, 50, (2, 5))
+    acts = ex.capture(ck, ids, device="cpu", pooling="first")
+    assert acts.depths == [0, 1, 2, 3]
+    with torch.no_grad():
+        x = model.tok(ids)
+        for i in range(3):
+            x = model.norms1[i](x + model.attentions[i](x)[0])
+            x = model.norms2[i](x + model.ffns[i](x))
+            assert torch.allclose(acts[i + 1], x[:, 0], atol=1e-6)
+
+
+def test_numbered_stages_and_up_down_lists_stay_consecutive():
+    two = [f"{p}.{i}.{m}.weight" for p in ("layer1", "layer2") for i in range(2) for m in "ab"]
+    assert find_structure(two).n_blocks == 4
+    unet = [
+        f"{p}.{i}.{m}.weight" for p in ("down_blocks", "up_blocks") for i in range(2) for m in "ab"
+    ]
+    assert find_structure(unet).n_blocks == 4
+
+
+def test_a_list_named_blocks_holds_blocks_even_with_inner_lists():
+    """HGNet: stages.s.blocks.b.layers.l; the blocks are stages.s.blocks.b, not the conv layers."""
+    names = [
+        f"encoder.stages.{s}.blocks.{b}.{part}.weight"
+        for s in range(2)
+        for b in range(2)
+        for part in [f"layers.{k}.conv{j}" for k in range(3) for j in (1, 2)] + ["aggregation.0"]
+    ]
+    structure = find_structure(names)
+    blocks = [b for stack in structure.stacks for b in stack.blocks]
+    assert blocks == [f"encoder.stages.{s}.blocks.{b}" for s in range(2) for b in range(2)]
+    assert [structure.depth_of[b] for b in blocks] == [1, 2, 3, 4]
+    alone = [n for n in names if n.startswith("encoder.stages.1.")]  # a top-level blocks list
+    assert find_structure(alone).stacks[0].blocks == (
+        "encoder.stages.1.blocks.0",
+        "encoder.stages.1.blocks.1",
+    )
+
+
+def test_hybrid_layers_that_share_no_names_are_still_blocks():
+    """Nemotron-H: mamba, MoE, attention and MLP layers in one ``layers`` list."""
+    kinds = [
+        ["mixer.in_proj", "mixer.out_proj"],
+        ["mixer.gate", "mixer.shared_experts.up_proj", "mixer.shared_experts.down_proj"],
+        ["mixer.q_proj", "mixer.k_proj", "mixer.v_proj", "mixer.o_proj"],
+        ["mixer.up_proj", "mixer.down_proj"],
+    ]
+    names = [f"model.layers.{i}.{m}.weight" for i, ms in enumerate(kinds) for m in ms]
+    structure = find_structure(["model.embeddings.weight", *names])
+    assert structure.stacks[0].blocks == tuple(f"model.layers.{i}" for i in range(4))
+    other = [f"model.parts.{i}.{m}.weight" for i, ms in enumerate(kinds) for m in ms]
+    assert find_structure(other).n_blocks == 0  # only a list named like layers may differ
+
+
+def test_lists_of_whole_layers_stay_consecutive_stacks():
+    """LXMERT: l_layers, x_layers, r_layers under one parent run one after the other."""
+    names = [
+        f"encoder.{p}.{i}.{m}.weight"
+        for p in ("l_layers", "x_layers", "r_layers")
+        for i in range(2)
+        for m in ("attention.query", "attention.key", "output.dense")
+    ]
+    assert find_structure(names).n_blocks == 6
