@@ -17,7 +17,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"[demo] built in {time.perf_counter() - start:.1f} s, cached in {path}")
     from explorer.projection import warm_umap
 
-    print(f"[demo] UMAP's numba code compiled and cached in {warm_umap():.1f} s", flush=True)
+    seconds = warm_umap()
+    if seconds is None:
+        print("[demo] UMAP's numba code: already compiled in the cache", flush=True)
+    else:
+        print(f"[demo] UMAP's numba code compiled and cached in {seconds:.1f} s", flush=True)
     for name in demo.names():
         ck = demo.load(name)
         acc = ck.meta.get("test_accuracy")

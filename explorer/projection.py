@@ -22,12 +22,14 @@ use; numba's on-disk cache is pointed at ``<explorer cache>/numba`` unless
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import sys
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -532,18 +534,36 @@ def import_umap():
     return umap
 
 
-def warm_umap() -> float:
-    """Compile the numba code of ``project(acts, "umap")`` now (or load it from numba's disk
-    cache, see :func:`import_umap`) by laying out 300 random points, so that the first real UMAP,
-    e.g. the dashboard's, does not wait for the compiler. Returns the seconds it took."""
+def warm_umap(force: bool = False) -> float | None:
+    """Compile the numba code of ``project(acts, "umap")`` now, into numba's disk cache (see
+    :func:`import_umap`), by laying out 300 random points, so that the first real UMAP, e.g. the
+    dashboard's, loads compiled code instead of waiting for the compiler. Returns the seconds it
+    took, or None when a stamp in the cache says this code was already compiled there (``force``
+    compiles anyway). pynndescent's NN-descent (used above 20,000 points) compiles in each
+    process whatever one does here, so it is not warmed."""
+    from importlib.metadata import version
+
+    cache = os.environ.get("NUMBA_CACHE_DIR") or str(cache_root() / "numba")  # as import_umap
+    stamp = Path(cache) / "explorer-umap-warm.stamp"
+    kernel = Path(__file__).parent / "kernel"
+    sources = hashlib.sha256(version("numba").encode())
+    for name in ("umap_layout.py", "_umap_sgd.py"):
+        sources.update((kernel / name).read_bytes())
+    if not force and stamp.is_file() and stamp.read_text() == sources.hexdigest():
+        return None
     start = time.perf_counter()
     import_umap()
     from explorer.kernel.umap_layout import umap_layout
 
     points = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    for search in ("exact", "nndescent"):
-        umap_layout(points, n_neighbors=10, n_epochs=2, neighbor_search=search)
-    return time.perf_counter() - start
+    umap_layout(points, n_neighbors=10, n_epochs=2, neighbor_search="exact")
+    seconds = time.perf_counter() - start
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(sources.hexdigest())
+    except OSError:  # a read-only cache: compile again next time, nothing else lost
+        pass
+    return seconds
 
 
 def _previous(depths, depth: int, layouts: dict[int, np.ndarray]) -> np.ndarray | None:

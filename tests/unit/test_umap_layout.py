@@ -36,10 +36,11 @@ def engine(tmp_path):
 
 
 def test_warm_up_compiles_into_the_disk_cache():
-    seconds = warm_umap()
+    seconds = warm_umap(force=True)
     assert seconds > 0
     index = list(Path(numba.config.CACHE_DIR).rglob("_umap_sgd.sgd_epoch*.nbi"))
     assert index, "the layout's compiled code is not in numba's disk cache"
+    assert warm_umap() is None, "a second warm-up should find the stamp and compile nothing"
 
 
 def test_same_seed_same_layout_at_any_thread_count(digits):
