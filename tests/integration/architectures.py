@@ -622,9 +622,14 @@ def sweep(types: Iterable[str] | None = None, *, workers: int = 1) -> list[Resul
         return [check(t) for t in types]
     import multiprocessing as mp
 
-    # fork: the workers inherit the imported torch/transformers/explorer; a fresh worker every
-    # 40 types keeps the memory of hundreds of model classes from piling up
-    with mp.get_context("fork").Pool(workers, maxtasksperchild=40) as pool:
+    # forkserver, not fork: a plain fork of a test process that already runs threads (a browser
+    # test's event loop, torch's pools) can copy a held lock and hang the workers for good. The
+    # server is a fresh single-threaded process that imports torch/transformers/explorer once, and
+    # each worker forks from it; a fresh worker every 40 types keeps the memory of hundreds of
+    # model classes from piling up
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "transformers", "explorer", __name__])
+    with ctx.Pool(workers, maxtasksperchild=40) as pool:
         return pool.map(check, types, chunksize=1)
 
 
