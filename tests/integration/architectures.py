@@ -609,6 +609,8 @@ def _check_capture(ck, model: nn.Module, blocks, rows) -> tuple[bool, str]:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     msg = text[0] if text else ""
+    # no machine's paths in the doc: '/any/where/site-packages/x' -> 'site-packages/x'
+    msg = re.sub(r"/[^\s'\"]*/site-packages/", "site-packages/", msg)
     return f"{type(exc).__name__}: {msg[:200]}"
 
 
