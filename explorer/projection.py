@@ -522,11 +522,16 @@ def _umap(data, n_components, seed, init, options) -> np.ndarray:
         return umap.UMAP(n_components=n_components, **params).fit_transform(data).astype(np.float32)
 
 
+def numba_cache_dir() -> Path:
+    """Where numba's compiled code is kept: ``NUMBA_CACHE_DIR``, else ``<explorer cache>/numba``."""
+    return Path(os.environ.get("NUMBA_CACHE_DIR") or cache_root() / "numba")
+
+
 def import_umap():
     """Import umap-learn with numba's on-disk cache in ``<explorer cache>/numba`` (unless
     ``NUMBA_CACHE_DIR`` is already set), so compiled code is reused by later sessions."""
     if "NUMBA_CACHE_DIR" not in os.environ:
-        os.environ["NUMBA_CACHE_DIR"] = str(cache_root() / "numba")
+        os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir())
         if "numba" in sys.modules:
             sys.modules["numba"].core.config.reload_config()
     import umap
@@ -543,8 +548,7 @@ def warm_umap(force: bool = False) -> float | None:
     process whatever one does here, so it is not warmed."""
     from importlib.metadata import version
 
-    cache = os.environ.get("NUMBA_CACHE_DIR") or str(cache_root() / "numba")  # as import_umap
-    stamp = Path(cache) / "explorer-umap-warm.stamp"
+    stamp = numba_cache_dir() / "explorer-umap-warm.stamp"
     kernel = Path(__file__).parent / "kernel"
     sources = hashlib.sha256(version("numba").encode())
     for name in ("umap_layout.py", "_umap_sgd.py"):
