@@ -116,6 +116,10 @@ _MIXER_WORDS = {"mixer", "ssm", "temporal_block", "conv", "lconv1d"}
 _MIXER_IN = {"in_proj", "linear_start", "linear_x", "linear_y"}
 _MIXER_OUT = {"out_proj", "linear_end", "linear_out"}
 
+_HYPER = re.compile(r"hyper_connection|(?:^|_)hc$")
+_NORM = re.compile(r"^(?:\w*_)?(?:norm\d*|grn|layernorm|ln\d*)$")
+_LSTM = {"mlstm_layer", "mlstm", "mlstm_cell"}
+_ASSIGNMENT_HEADS = {"matchability", "final_projection"}
 _MLP_WORDS = {"feed_forward", "feedforward", "ffn", "ffns", "mlp", "ff", "channel_mix", "fc"}
 _CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
 _EXPERT = re.compile(r"^(?:\w*_)?experts?$")
@@ -154,6 +158,9 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
         leaf, context = context[-1], context[:-1]  # q_proj.linear, qkv_proj.convolution
     variant = _variant(context)
     words = [c for c in context if not c.isdigit()]
+    special = _special(leaf, words)
+    if special:
+        return Named(special, variant)
     if ndim > 2 and not _is_expert_tensor(words, ndim):
         return Named("conv", variant)
     if leaf in _PER_LAYER:  # Gemma-3n's per-layer input: a gated projection into the stream
@@ -162,7 +169,10 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
         return Named("mlp.gate", variant)
     if "bottleneck" in words and leaf == "dense" and words[-1] in ("input", "bottleneck"):
         return Named("mlp.up" if words[-1] == "input" else "mlp.down", "bottleneck")  # MobileBERT
-    if any(("att" in c and "norm" not in c) or c in ("mha", "self", "modulation") for c in words):
+    if any(
+        ("att" in c and "norm" not in c) or c in ("mha", "self", "modulation") or c in _LSTM
+        for c in words
+    ):
         if any(_CROSS.search(c) for c in words):
             variant = "cross"
         if "indexer" in words:  # DeepSeek-V3.2's lightning indexer: its own q, k, head weights
@@ -255,6 +265,23 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
     if leaf in QKV - {"qkv", "in_proj"}:
         return Named("attn.qkv", variant, "qkv")
     return Named("other", variant)
+
+
+def _special(leaf: str, words: list[str]) -> str:
+    """Roles of the few block parameters that are not layers of attention, MLP or mixer."""
+    if leaf.startswith("time_mix") or any(_HYPER.search(c) for c in words):
+        return "mix"  # RWKV's token shift; hyper-connections' residual-stream mixing
+    if _NORM.match(leaf) or (leaf == "bias" and words and _NORM.match(words[-1])):
+        return "norm"  # a normalisation's scale or shift stored with extra axes (GRN)
+    if leaf == "alpha" and words and words[-1].startswith("snake"):
+        return "act"  # Snake activation's learned frequency (DAC, BigVGAN)
+    if "rg_lru" in words and leaf.endswith(("gate_weight", "gate_bias")):
+        return "ssm.gate"  # RG-LRU's input and recurrence gates (block-diagonal per head)
+    if words and words[-1] in _LSTM and leaf.endswith("gate_preact"):
+        return "attn.gate"  # mLSTM's input, forget and output gates
+    if leaf in _ASSIGNMENT_HEADS:
+        return "head"  # LightGlue's per-layer match assignment (early exit)
+    return ""
 
 
 def _parent(rest: str) -> str:

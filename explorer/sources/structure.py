@@ -17,6 +17,7 @@ stage's blocks are not flattened again, nor are the children of a list named ``b
 they hold ``blocks`` again: PP-OCR's ``blocks.3.blocks.0`` is a block of a stage): HGNet's
 ``stages.2.blocks.0`` is a block although it holds a list of conv ``layers`` (whose outputs are
 concatenated, never a stream of states).
+A list of lists (SegFormer's ``block.1.2``: stage 1, block 2) flattens the same way.
 Sibling stacks named ``layer1``, ``layer2``, ... (torchvision) are stages of one stack too.
 *Parallel lists* (XLM's ``attentions.i`` and ``ffns.i``: sibling stacks with the same indices,
 named alike, none named like a list of whole blocks: ``layers``, ``x_layers``, ``blocks``) are
@@ -161,8 +162,11 @@ def find_structure(names: list[str]) -> Structure:
         """Block paths of a stack (flattening stages) and stage extras -> their first block."""
         children = stacks[prefix]
         inner = [p for p in stacks if inside(p, prefix)]
-        if _BLOCKS.match(prefix.rpartition(".")[2]) and not all(
-            _BLOCKS.match(p.rpartition(".")[2]) for p in inner
+        nested = any(_join(prefix, i) in stacks for i in children)  # a list of lists of blocks
+        if (
+            _BLOCKS.match(prefix.rpartition(".")[2])
+            and not nested
+            and not all(_BLOCKS.match(p.rpartition(".")[2]) for p in inner)
         ):
             flatten = False  # blocks of conv layers (HGNet); blocks of blocks are stages
         if not flatten:
@@ -170,7 +174,7 @@ def find_structure(names: list[str]) -> Structure:
         covered = 0
         for index, rests in children.items():
             child = _join(prefix, index)
-            direct = [p for p in inner if inside(p, child)]
+            direct = [p for p in inner if p == child or inside(p, child)]
             in_stacks = sum(
                 1 for r in rests if any(_join(child, r).startswith(p + ".") for p in direct)
             )
@@ -181,7 +185,7 @@ def find_structure(names: list[str]) -> Structure:
         extras: dict[str, str] = {}
         for index in sorted(children):
             child = _join(prefix, index)
-            direct = _outermost([p for p in inner if inside(p, child)])
+            direct = _outermost([p for p in inner if p == child or inside(p, child)])
             stage: list[str] = []
             for p in sorted(direct, key=natural_key):
                 sub, sub_extras = blocks_of(p, flatten=False)

@@ -366,12 +366,37 @@ def _stacks(model: nn.Module, length_ok) -> list[tuple[str, int]]:
         children = list(module)
         if len({type(c) for c in children}) != 1:
             continue
-        if not all(any(p.ndim >= 2 for p in c.parameters()) for c in children):
-            continue
+        if not all(sum(p.ndim >= 2 for p in c.parameters()) >= 2 for c in children):
+            continue  # a list of single layers (an MLP head, per-scale projections) is no stack
         if any(name.startswith(s + ".") for s, _ in stacks):
             continue
         stacks.append((name, len(children)))
     return stacks
+
+
+def zip_interleaved(blocks: list[Block], ran: list[Block]) -> list[Block]:
+    """Sibling stacks of one length whose blocks the forward calls in turn (XLM's ``attentions.i``
+    then ``ffns.i``, then ``attentions.i+1``) are one stack: index ``i`` of each is one block.
+
+    ``ran`` is the order in which the model's own forward called the blocks (each call once).
+    """
+    stacks = list(dict.fromkeys(b.stack for b in blocks))
+    members = {s: [b for b in blocks if b.stack == s] for s in stacks}
+    first = {}
+    for n, b in enumerate(ran):
+        first.setdefault(b, n)
+    into: dict[str, str] = {}
+    for i, a in enumerate(stacks):
+        for b in stacks[i + 1 :]:
+            if a in into or b in into or a.rpartition(".")[0] != b.rpartition(".")[0]:
+                continue
+            xs, ys = members[a], members[b]
+            if len(xs) != len(ys) or not all(b in first for b in xs + ys):
+                continue
+            calls = [first[x] for pair in zip(xs, ys, strict=True) for x in pair]
+            if calls == sorted(calls):
+                into[b] = a
+    return [Block(into.get(b.stack, b.stack), b.index, b.prefix) for b in blocks]
 
 
 def _in_block(name: str, blocks: Iterable[Block]) -> Block | None:
@@ -447,9 +472,13 @@ def _check_model(model: nn.Module, result: Result, *, capture: bool) -> None:
     import explorer as ex
 
     blocks = find_blocks(model)
-    result.n_blocks = len(blocks)
-    result.n_stacks = len({b.stack for b in blocks})
     result.takes_ids = takes_input_ids(model)
+    own, ran = "", []
+    if result.takes_ids and capture and blocks:
+        own, ran = _own_forward(model, blocks)
+        blocks = zip_interleaved(blocks, ran)
+    result.n_blocks = len({(b.stack, b.index) for b in blocks})
+    result.n_stacks = len({b.stack for b in blocks})
     try:
         with _quiet():
             ck = ex.load(model)
@@ -470,12 +499,11 @@ def _check_model(model: nn.Module, result: Result, *, capture: bool) -> None:
         result.checks["roles"] = _check_roles(rows, blocks, result)
     result.checks["covered"] = _check_covered(model, {name for name, _, _ in rows})
     if result.takes_ids and capture and blocks:
-        own, ran = _own_forward(model, blocks)
         if own:
             result.capture_note = f"the model's own forward fails here: {own}"
         elif ran:
             result.checks["capture"] = _check_capture(
-                ck, model, sorted(ran, key=blocks.index), rows
+                ck, model, [b for b in blocks if b.prefix in {r.prefix for r in ran}], rows
             )
         else:
             result.capture_note = "the model's own forward on token ids runs none of its blocks"
@@ -506,7 +534,13 @@ def _check_increasing(depth_of, blocks) -> tuple[bool, str]:
     if len(one) != len(blocks):
         return False, "not every block has one depth"
     for stack in dict.fromkeys(b.stack for b in blocks):
-        seq = [one[b] for b in blocks if b.stack == stack]  # in index order
+        by_index: dict[int, set[int]] = {}
+        for b in blocks:
+            if b.stack == stack:
+                by_index.setdefault(b.index, set()).add(one[b])
+        if any(len(d) != 1 for d in by_index.values()):
+            return False, f"{stack}: the lists of one block have different depths"
+        seq = [min(by_index[i]) for i in sorted(by_index)]
         if any(a >= b for a, b in zip(seq, seq[1:], strict=False)):
             return False, f"{stack}: block depths {seq} do not increase"
     by_depth: dict[int, set[str]] = {}
@@ -560,16 +594,16 @@ def _probe_ids(model: nn.Module) -> torch.Tensor:
     return torch.randint(3, min(int(vocab), PROBE_VOCAB), (N_PROBE, SEQ), generator=gen)
 
 
-def _own_forward(model: nn.Module, blocks=()) -> tuple[str, set]:
+def _own_forward(model: nn.Module, blocks=()) -> tuple[str, list]:
     """Run the model on the probe ids the way transformers documents it: ('' when it works, or
-    why not; the blocks among ``blocks`` that its forward ran, seen by hooks on their modules)."""
+    why not; the blocks among ``blocks`` that its forward ran, in call order, seen by hooks)."""
     ids = _probe_ids(model)
     kwargs = {"input_ids": ids}
     if getattr(model.config, "is_encoder_decoder", False):
         kwargs["decoder_input_ids"] = ids
-    ran: set = set()
+    ran: list = []
     hooks = [
-        model.get_submodule(b.prefix).register_forward_hook(lambda *_, b=b: ran.add(b))
+        model.get_submodule(b.prefix).register_forward_hook(lambda *_, b=b: ran.append(b))
         for b in blocks
     ]
     try:
