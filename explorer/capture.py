@@ -9,7 +9,10 @@ Token pooling for (batch, tokens, dim) outputs: ``"mean"`` (over real tokens, by
 mask), ``"first"`` (the CLS token), ``"last"`` (the last real token), or ``"all"`` (every real
 token, subsampled to ``max_points`` with a seeded uniform sample, keeping sample and position;
 depths whose output is already one vector per input, like BERT's pooler, repeat it per token).
-Convolutional outputs (batch, channels, h, w) are averaged over space.
+Convolutional outputs (batch, channels, h, w) are averaged over space. Models with
+hyper-connections (DeepSeek-V4, Hunyuan-V4) carry several residual streams per token, (batch,
+tokens, streams, width): a block's hidden state is their mean (the model's own head mixes them
+with learned weights).
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ def taps_for(ck: Checkpoint, model: nn.Module) -> list[Tap]:
             Tap(i + 1, parts[b][-1] if b in parts else b, "output") for i, b in enumerate(blocks)
         ]
         lists = {m.rpartition(".")[0] for members in parts.values() for m in members}
-        head = _head_module(model, [*blocks, *(m for ms in parts.values() for m in ms), *lists])
+        head = _head_module(
+            model, [*blocks, *(m for ms in parts.values() for m in ms), *lists], structure
+        )
         if head is not None:
             taps.append(Tap(len(blocks) + 1, head, "output"))
         return taps
@@ -113,23 +118,31 @@ _HEADS = re.compile(r"(?:^|\.)(?:lm_head|score|classifier|qa_outputs|fc|head|cls
 _NORM = re.compile(r"(?:^|\.)(?:\w*norm\w*|ln_f)$", re.IGNORECASE)
 
 
-def _head_module(model: nn.Module, blocks: list[str]) -> str | None:
+def _head_module(
+    model: nn.Module, blocks: list[str], structure: Structure | None = None
+) -> str | None:
     """Depth L+1: a head (``lm_head``, ``classifier``...), else a pooler, else the final norm.
 
-    Only modules outside every block count; the final norm is the last norm registered after
-    the last block.
+    Only modules outside every block count, and none inside an earlier stack's tower (a vision
+    tower's own head is not the model's). The final norm is a norm next to the last stack's list
+    of blocks (``model.norm`` beside ``model.layers``), else the last norm registered after the
+    last block.
     """
+    stacks = structure.stacks if structure is not None else ()
+    last_block = stacks[-1].blocks[-1] if stacks else blocks[-1]
+    towers = tuple(s.root for s in stacks[:-1] if s.root and not stacks[-1].root.startswith(s.root))
     inside = tuple(b + "." for b in blocks)
     order = [n for n, _ in model.named_modules() if n and not n.startswith(inside)]
-    order = [n for n in order if n not in blocks]
+    order = [n for n in order if n not in blocks and not (towers and n.startswith(towers))]
     for pattern in (_HEADS, re.compile(r"(?:^|\.)pooler$")):
         for name in order:
             if pattern.search(name):
                 return name
     all_names = [n for n, _ in model.named_modules()]
-    last_block = all_names.index(blocks[-1])
-    after = [n for n in all_names[last_block:] if n in order and _NORM.search(n)]
-    return after[-1] if after else None
+    after = [n for n in all_names[all_names.index(last_block) :] if n in order and _NORM.search(n)]
+    beside = last_block.rpartition(".")[0].rpartition(".")[0]
+    next_to = [n for n in after if n.rpartition(".")[0] == beside]
+    return (next_to or after or [None])[-1]
 
 
 @contextlib.contextmanager
@@ -306,6 +319,7 @@ def capture(
                 _forward(runner, inputs, dev, ck, batch_index)
                 n = _batch_len(inputs)
                 _batch_first(caught, n)
+                _merge_streams(caught, inputs, mask)
                 if batch_index == 0 and depths is None:
                     _drop_stacks_not_run(kept, caught, ck)
                 if tokens is not None:
@@ -489,6 +503,20 @@ def _batch_first(caught: dict[int, torch.Tensor], n: int) -> None:
             caught[depth] = h.transpose(0, 1)
 
 
+def _merge_streams(caught: dict[int, torch.Tensor], inputs: dict, mask) -> None:
+    """Hyper-connection residual streams (batch, tokens, streams, width) become their mean."""
+    ids = inputs.get("input_ids", inputs.get(PROBE))
+    if mask is not None:
+        tokens = tuple(mask.shape)
+    elif isinstance(ids, torch.Tensor) and ids.ndim == 2 and not ids.is_floating_point():
+        tokens = tuple(ids.shape)
+    else:
+        return
+    for depth, h in caught.items():
+        if isinstance(h, torch.Tensor) and h.ndim == 4 and tuple(h.shape[:2]) == tokens:
+            caught[depth] = h.mean(dim=2)
+
+
 def _model_kwargs(model: nn.Module, inputs: dict, dev) -> tuple[tuple, dict]:
     """Positional and keyword arguments for one batch (see :func:`capture`'s Inputs)."""
     kwargs = {k: v.to(dev) for k, v in inputs.items() if k != PROBE}
@@ -556,7 +584,11 @@ def _runner_and_taps(ck: Checkpoint, model: nn.Module, first_batch: dict, stack:
     structure = module_structure(model)
     names = [s.name for s in structure.stacks]
     towers = {"text", "vision", "audio"} & set(names)
-    if len(towers) < 2 or getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+    if (
+        len(towers) < 2
+        or not set(names) <= towers  # towers that feed a language model (Phi-4-multimodal)
+        or getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+    ):
         if stack is not None and stack not in names:
             raise ProbeError(
                 f"stack={stack!r}: {ck.name} has the stacks {names}; stack= chooses a tower "
