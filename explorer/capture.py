@@ -123,14 +123,20 @@ def _head_module(
 ) -> str | None:
     """Depth L+1: a head (``lm_head``, ``classifier``...), else a pooler, else the final norm.
 
-    Only modules outside every block count, and none inside an earlier stack's tower (a vision
-    tower's own head is not the model's). The final norm is a norm next to the last stack's list
+    Only modules outside every block count, and none inside an earlier vision, audio or encoder
+    stack (a vision tower's own head is not the model's). The final norm is a norm next to the last stack's list
     of blocks (``model.norm`` beside ``model.layers``), else the last norm registered after the
     last block.
     """
     stacks = structure.stacks if structure is not None else ()
     last_block = stacks[-1].blocks[-1] if stacks else blocks[-1]
-    towers = tuple(s.root for s in stacks[:-1] if s.root and not stacks[-1].root.startswith(s.root))
+    towers = tuple(  # vision, audio and encoder stacks before the last: never the model's head
+        s.root
+        for s in stacks[:-1]
+        if s.root
+        and not s.name.startswith(("text", "main"))
+        and not stacks[-1].root.startswith(s.root)
+    )
     inside = tuple(b + "." for b in blocks)
     order = [n for n, _ in model.named_modules() if n and not n.startswith(inside)]
     order = [n for n in order if n not in blocks and not (towers and n.startswith(towers))]

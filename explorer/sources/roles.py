@@ -82,11 +82,13 @@ QKV |= {"att_proj", "queries_keys_values"}
 UP = {"fc1", "c_fc", "wi", "wi_1", "dense_h_to_4h", "linear1", "up_proj", "up", "fc_in", "lin1"}
 UP |= {"w_in", "intermediate_dense", "ff1", "fc11", "w3", "linear_fc1", "linear_1", "proj_in"}
 UP |= {"ffw_layer_1", "pwconv1", "input_linear", "pointwise_conv1", "dense1", "linear_up"}
+UP |= {"pointwise_lin1"}
 GATE = {"gate_proj", "wi_0", "gate_linear"}
 _W_IN = {"w_0": "mlp.gate", "w_1": "mlp.up"}  # CPM-Ant's gated w_in.w_0, w_in.w_1
 DOWN = {"fc2", "c_proj", "wo", "dense_4h_to_h", "linear2", "w2", "down_proj", "down", "fc_out"}
 DOWN |= {"lin2", "w_out", "output_dense", "ff2", "linear_fc2", "linear_2", "proj_out"}
 DOWN |= {"ffw_layer_2", "pwconv2", "output_linear", "pointwise_conv2", "dense2", "linear_down"}
+DOWN |= {"pointwise_lin2"}
 GATE_UP = {"gate_up_proj", "gate_up"}
 SSM = {"in_proj": "ssm.in", "x_proj": "ssm.x", "dt_proj": "ssm.dt", "out_proj": "ssm.out"}
 SSM |= {"a_log": "ssm.a", "a": "ssm.a"}
@@ -184,6 +186,10 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
         if leaf in _ATTN_OTHER:
             role, kind = _ATTN_OTHER[leaf]
             return Named(role, kind or variant)
+        owner = next((c for c in reversed(words) if c in Q | K | V), None)
+        if owner and leaf not in _KNOWN:  # a part of a projection (Inkling's k_proj.sconv)
+            role = "attn.q" if owner in Q else "attn.k" if owner in K else "attn.v"
+            return Named(role, words[-1] if words[-1] != owner else leaf)
         prefix, _, base = leaf.partition("_")
         if leaf not in _KNOWN and base in Q | K | V:  # LiLT's layout_key, LUKE's e2w_query
             leaf, variant = base, prefix
@@ -271,7 +277,7 @@ def _special(leaf: str, words: list[str]) -> str:
     """Roles of the few block parameters that are not layers of attention, MLP or mixer."""
     if leaf.startswith("time_mix") or any(_HYPER.search(c) for c in words):
         return "mix"  # RWKV's token shift; hyper-connections' residual-stream mixing
-    if _NORM.match(leaf) or (leaf == "bias" and words and _NORM.match(words[-1])):
+    if _NORM.match(leaf) or (leaf in ("bias", "scale") and words and _NORM.match(words[-1])):
         return "norm"  # a normalisation's scale or shift stored with extra axes (GRN)
     if leaf == "alpha" and words and words[-1].startswith("snake"):
         return "act"  # Snake activation's learned frequency (DAC, BigVGAN)

@@ -13,7 +13,8 @@ measures what explorer makes of it through its public API only (``ex.load``, ``c
     depth increases with the block index within a stack, and blocks of different stacks never
     share a depth;
 ``covered``
-    every parameter with two or more axes appears in the layer table (tied copies count once);
+    every non-empty parameter with two or more axes appears in the layer table (tied copies count
+    once);
 ``roles``
     at least 90 % of the block matrices have a named role (not ``other``);
 ``capture``
@@ -22,10 +23,12 @@ measures what explorer makes of it through its public API only (``ex.load``, ``c
     runs on those ids (hooks on the blocks tell; a vision-language model's vision tower does not run).
 
 The blocks are found here without asking explorer: they are the children of the outermost
-``nn.ModuleList``/``nn.Sequential`` modules that have exactly :data:`LAYERS` children of one class,
-each holding weights. No other size in a tiny config is :data:`LAYERS` (experts are 4, heads 2), so
-those stacks are the layer stacks the config asked for; stages of blocks (``depths`` lists) get
-:data:`LAYERS` blocks per stage. A type whose config cannot be built or whose model cannot be
+``nn.ModuleList``/``nn.Sequential`` modules that have exactly :data:`LAYERS` children, each holding
+two or more weight matrices (of one class, or of several in a hybrid model's layer list). No other
+size in a tiny config is :data:`LAYERS` (experts are 4, heads 2), so those stacks are the layer
+stacks the config asked for; stages of blocks (``depths`` lists) get :data:`LAYERS` blocks per
+stage. Sibling stacks of one length whose blocks the model's own forward calls in turn (XLM's
+``attentions.i`` and ``ffns.i``) are one stack. A type whose config cannot be built or whose model cannot be
 instantiated here is reported with the reason and does not count as a failure of explorer.
 """
 
@@ -345,12 +348,20 @@ class Block:
 
 
 def find_blocks(model: nn.Module) -> list[Block]:
-    """The model's blocks: children of the outermost stacks of :data:`LAYERS` same-class blocks.
+    """The model's blocks: children of the outermost stacks of :data:`LAYERS` blocks.
 
-    A model with no such stack (layers shared, or stacks whose length the config does not set)
-    falls back to the outermost stacks of two or more same-class blocks.
+    A block holds two or more weight matrices (a list of single layers is an MLP head or a set
+    of per-scale projections). The blocks of a stack of :data:`LAYERS` may differ in class: a
+    hybrid model's layer list (attention and linear-attention or state-space layers). A model
+    with no such stack (layers shared, or stacks whose length the config does not set) falls back
+    to the outermost stacks of two or more same-class blocks, and then to lists of single layers
+    (MobileNet-V1's convolutions).
     """
-    stacks = _stacks(model, lambda n: n == LAYERS) or _stacks(model, lambda n: n >= 2)
+    stacks = (
+        _stacks(model, lambda n: n == LAYERS, mixed=True)
+        or _stacks(model, lambda n: n >= 2)
+        or _stacks(model, lambda n: n >= 2, matrices=1)
+    )
     return [
         Block(stack, i, f"{stack}.{i}" if stack else str(i))
         for stack, n in stacks
@@ -358,15 +369,17 @@ def find_blocks(model: nn.Module) -> list[Block]:
     ]
 
 
-def _stacks(model: nn.Module, length_ok) -> list[tuple[str, int]]:
+def _stacks(
+    model: nn.Module, length_ok, mixed: bool = False, matrices: int = 2
+) -> list[tuple[str, int]]:
     stacks: list[tuple[str, int]] = []
     for name, module in model.named_modules():
         if not isinstance(module, nn.ModuleList | nn.Sequential) or not length_ok(len(module)):
             continue
         children = list(module)
-        if len({type(c) for c in children}) != 1:
+        if len({type(c) for c in children}) != 1 and not mixed:
             continue
-        if not all(sum(p.ndim >= 2 for p in c.parameters()) >= 2 for c in children):
+        if not all(sum(p.ndim >= 2 for p in c.parameters()) >= matrices for c in children):
             continue  # a list of single layers (an MLP head, per-scale projections) is no stack
         if any(name.startswith(s + ".") for s, _ in stacks):
             continue
@@ -580,7 +593,7 @@ def _strip(name: str, blocks) -> str:
 def _check_covered(model: nn.Module, names: set[str]) -> tuple[bool, str]:
     groups: dict[int, list[str]] = {}
     for name, t in model.state_dict(keep_vars=True).items():
-        if t.ndim >= 2 and t.is_floating_point():
+        if t.ndim >= 2 and t.is_floating_point() and t.numel() > 0:  # (1, 0, d): no registers
             groups.setdefault(id(t), []).append(name)
     missing = [g[0] for g in groups.values() if not names.intersection(g)]
     if not missing:
@@ -729,9 +742,11 @@ def render(results: list[Result], versions: str) -> str:
         f"tiny size (width {WIDTH}, {LAYERS} blocks per stack, {HEADS} heads, feed-forward {FFN}, "
         f"vocabulary {VOCAB}, {EXPERTS} experts) with random weights and opened with `ex.load`.",
         "The blocks are found from the module structure alone (the stacks of "
-        f"{LAYERS} same-class children that hold weights), and checked:",
+        f"{LAYERS} children that hold two or more weight matrices each, of one class or, in a "
+        "hybrid model's layer list, of several; sibling lists that the forward calls in turn "
+        "are one stack), and checked:",
         "each block's matrices share one depth; depth increases with the block index and stacks do",
-        "not share depths; every parameter with two or more axes is in `ck.layers`; at least",
+        "not share depths; every non-empty parameter with two or more axes is in `ck.layers`; at least",
         f"{ROLE_TARGET:.0%} of block matrices have a named role (not `other`); for models that take",
         f"`input_ids`, `ex.capture` on {N_PROBE} x {SEQ} token ids gives a hidden state of width "
         f"{WIDTH} at the depth of every block its own forward runs on those ids (a",
