@@ -281,10 +281,12 @@ def _special(leaf: str, words: list[str]) -> str:
         return "norm"  # a normalisation's scale or shift stored with extra axes (GRN)
     if leaf == "alpha" and words and words[-1].startswith("snake"):
         return "act"  # Snake activation's learned frequency (DAC, BigVGAN)
-    if "rg_lru" in words and leaf.endswith(("gate_weight", "gate_bias")):
+    if "rg_lru" in words and "gate" in leaf:
         return "ssm.gate"  # RG-LRU's input and recurrence gates (block-diagonal per head)
     if words and words[-1] in _LSTM and leaf.endswith("gate_preact"):
         return "attn.gate"  # mLSTM's input, forget and output gates
+    if words and words[-1] == "router":
+        return "mlp.router"  # a router's own layer (LongCat-Flash's router.classifier)
     if leaf in _ASSIGNMENT_HEADS:
         return "head"  # LightGlue's per-layer match assignment (early exit)
     return ""

@@ -8,7 +8,8 @@ more than half of the children have), or has a third of its own names among them
 layer before mixture-of-experts layers still shares its attention). So ``encoder.layer.3`` is a
 block, while ``classifier.1`` (one matrix) and T5's ``block.0.layer.1`` (attention and feed-forward sub-layers, all different)
 are not. Containers named like experts or heads (``experts.3``, ``heads.0``) are never stacks:
-they stay inside their block.
+they stay inside their block, and so do lists of attention or MLP sub-layers inside a stack's
+child (LongCat-Flash's ``layers.0.self_attn.1``, ``layers.0.mlps.1``).
 
 Stages flatten, one level: a stack whose children are mostly (>= 75 % of their matrices) further stacks (a
 ResNet's ``stages.1.layers.2``, Swin's ``layers.0.blocks.1``) contributes those inner blocks in
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 
 # Containers that are parts of a block, never a stack of blocks.
 _INNER = re.compile(r"^(?:\w*experts?|heads|attention_heads|local_experts)$", re.IGNORECASE)
+_SUBLAYERS = re.compile(r"^(?:\w*att\w*|mlps?|ffns?|feed_forwards?)$", re.IGNORECASE)
 _STAGE_NAME = re.compile(r"^(.*?\D)(\d+)$")
 _BLOCKS = re.compile(r"^\w*blocks$", re.IGNORECASE)  # a list named blocks holds blocks, not stages
 _STACK_WORDS = (
@@ -153,6 +155,14 @@ def find_structure(names: list[str]) -> Structure:
         for prefix, children in found.items()
         if not _INNER.match(prefix.rsplit(".", 1)[-1])
         and (_repeated(children) or _hybrid(prefix, children))
+    }
+    stacks = {  # lists of sub-layers inside a block are parts of it (LongCat's self_attn.0, .1)
+        prefix: children
+        for prefix, children in stacks.items()
+        if not (
+            _SUBLAYERS.match(prefix.rsplit(".", 1)[-1])
+            and any(prefix.startswith(other + ".") for other in stacks)
+        )
     }
 
     def inside(prefix: str, outer: str) -> bool:

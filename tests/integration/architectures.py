@@ -101,7 +101,7 @@ _EXPERT_NAMES = re.compile(
 _TOP_K_NAMES = re.compile(r"^(num_experts_per_tok|moe_top_k|top_k|num_selected_experts)$")
 _RANK_NAMES = re.compile(r"^(kv_lora_rank|q_lora_rank|time_step_rank|state_size|d_state)$")
 _LIST_WIDTH_NAMES = re.compile(r"^(hidden_sizes|embed_dims|dims|hidden_dims|embed_dim|channels)$")
-_LIST_DEPTH_NAMES = re.compile(r"^(depths|num_layers|layers|block_repeats|stage_depths)$")
+_LIST_DEPTH_NAMES = re.compile(r"^(depths|depth|num_layers|layers|block_repeats|stage_depths)$")
 _LIST_HEADS_NAMES = re.compile(r"^(num_heads|num_attention_heads|heads)$")
 
 
@@ -381,6 +381,8 @@ def _stacks(
             continue
         if not all(sum(p.ndim >= 2 for p in c.parameters()) >= matrices for c in children):
             continue  # a list of single layers (an MLP head, per-scale projections) is no stack
+        if all(_holds_stack(c) for c in children):
+            continue  # a list of stages (CvT's 3 stages of 3 blocks): their blocks are the blocks
         if any(name.startswith(s + ".") for s, _ in stacks):
             continue
         stacks.append((name, len(children)))
@@ -410,6 +412,17 @@ def zip_interleaved(blocks: list[Block], ran: list[Block]) -> list[Block]:
             if calls == sorted(calls):
                 into[b] = a
     return [Block(into.get(b.stack, b.stack), b.index, b.prefix) for b in blocks]
+
+
+def _holds_stack(module: nn.Module) -> bool:
+    """Does ``module`` hold a list of :data:`LAYERS` same-class blocks (is it a stage)?"""
+    return any(
+        isinstance(m, nn.ModuleList | nn.Sequential)
+        and len(m) == LAYERS
+        and len({type(c) for c in m}) == 1
+        and all(sum(p.ndim >= 2 for p in c.parameters()) >= 2 for c in m)
+        for m in list(module.modules())[1:]
+    )
 
 
 def _in_block(name: str, blocks: Iterable[Block]) -> Block | None:

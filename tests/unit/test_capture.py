@@ -149,3 +149,46 @@ def test_kernel_import_does_not_load_notebook_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+class _StreamBlock(torch.nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.q_proj = torch.nn.Linear(width, width)
+        self.o_proj = torch.nn.Linear(width, width)
+
+    def forward(self, h):
+        return h + self.o_proj(torch.tanh(self.q_proj(h)))
+
+
+class _HyperConnected(torch.nn.Module):
+    """Blocks that carry 3 residual streams per token: (batch, tokens, streams, width)."""
+
+    def __init__(self, width: int = 8, streams: int = 3):
+        super().__init__()
+        self.streams = streams
+        self.embed_tokens = torch.nn.Embedding(20, width)
+        self.layers = torch.nn.ModuleList(_StreamBlock(width) for _ in range(3))
+
+    def forward(self, input_ids):
+        h = self.embed_tokens(input_ids).unsqueeze(2).expand(-1, -1, self.streams, -1)
+        for layer in self.layers:
+            h = layer(h + 0.1 * torch.arange(self.streams).view(1, 1, -1, 1))
+        return h.mean(2)
+
+
+def test_hyper_connection_streams_become_their_mean():
+    torch.manual_seed(0)
+    model = _HyperConnected().eval()
+    ids = torch.randint(0, 20, (5, 4))
+    acts = ex.capture(ex.load(model), ids, device="cpu", progress=False)
+    outputs = []
+    hooks = [m.register_forward_hook(lambda *a: outputs.append(a[2])) for m in model.layers]
+    with torch.no_grad():
+        model(ids)
+    for h in hooks:
+        h.remove()
+    for depth, out in enumerate(outputs, start=1):
+        expected = out.mean(dim=2).mean(dim=1)  # streams, then tokens
+        assert acts[depth].shape == (5, 8)
+        torch.testing.assert_close(acts[depth].float(), expected, rtol=1e-5, atol=1e-5)

@@ -327,6 +327,21 @@ def test_row_groups_take_each_heads_part():
         ("out_lin.weight", "attn.o", ""),
         ("ffn.ffn.w_in.w_0.weight", "mlp.gate", ""),
         ("self_att.self_attention.attention_out.weight", "attn.o", ""),
+        ("attention.time_mix_key", "mix", ""),
+        ("feed_forward.time_mix_receptance", "mix", ""),
+        ("attn_hc.fn", "mix", ""),
+        ("attn_hyper_connection.input_mix_weight_up.weight", "mix", ""),
+        ("grn.weight", "norm", ""),
+        ("grn.bias", "norm", ""),
+        ("self_attn.q_proj.norm.scale", "norm", ""),
+        ("res_unit1.snake1.alpha", "act", ""),
+        ("temporal_block.rg_lru.input_gate_weight", "ssm.gate", ""),
+        ("temporal_block.rg_lru.recurrent_gate_bias", "ssm.gate", ""),
+        ("mlstm_layer.q.weight", "attn.q", ""),
+        ("mlstm_layer.igate_preact.weight", "attn.gate", ""),
+        ("self_attn.k_proj.sconv.static_weight", "attn.k", "sconv"),
+        ("mlp.router.classifier.weight", "mlp.router", ""),
+        ("conv.pointwise_lin1.weight", "mlp.up", ""),
         ("something.unheard_of.weight", "other", ""),
     ],
 )
@@ -440,3 +455,31 @@ def test_lists_of_whole_layers_stay_consecutive_stacks():
         for m in ("attention.query", "attention.key", "output.dense")
     ]
     assert find_structure(names).n_blocks == 6
+
+
+def test_a_list_of_lists_of_blocks_flattens_in_order():
+    """SegFormer: encoder.block.s.i (stage s, block i) gives one depth per block, stage by stage."""
+    names = [
+        f"encoder.block.{s}.{i}.{m}.weight"
+        for s in range(2)
+        for i in range(3)
+        for m in ("attention.query", "attention.key", "mlp.dense1", "mlp.dense2")
+    ]
+    structure = find_structure(names)
+    blocks = [b for stack in structure.stacks for b in stack.blocks]
+    assert blocks == [f"encoder.block.{s}.{i}" for s in range(2) for i in range(3)]
+    assert [structure.depth_of[b] for b in blocks] == [1, 2, 3, 4, 5, 6]
+
+
+def test_lists_of_sublayers_stay_inside_their_block():
+    """LongCat-Flash: layers.i holds self_attn.0/1 and mlps.0/1; the block is layers.i."""
+    names = [
+        f"layers.{i}.{part}.{j}.{m}.weight"
+        for i in range(3)
+        for part, ms in (("self_attn", ("q_proj", "o_proj")), ("mlps", ("up_proj", "down_proj")))
+        for j in range(2)
+        for m in ms
+    ]
+    structure = find_structure(names)
+    assert structure.stacks[0].blocks == ("layers.0", "layers.1", "layers.2")
+    assert structure.locate("layers.1.mlps.1.up_proj.weight")[0] == 2
