@@ -34,6 +34,14 @@ mixers (``conv``, ``lconv1d``, ``temporal_block``) read with ``in_proj``/``linea
 ``mlp.gate``/``mlp.down`` with the variant ``per_layer``, MobileBERT's bottleneck in/out
 ``mlp.up``/``mlp.down`` with ``bottleneck``; GPT-OSS's ``*_proj_bias`` take their matrix's role.
 
+Parameters that are no layer of attention, MLP or mixer: RWKV's ``time_mix_*`` and
+hyper-connections (``attn_hc``, ``*_hyper_connection``) -> ``mix``; a norm's scale or shift with
+extra axes (GRN, ``q_proj.norm.scale``) -> ``norm``; Snake's ``alpha`` -> ``act``; RG-LRU's gates ->
+``ssm.gate``; mLSTM's ``*gate_preact`` -> ``attn.gate`` (its q/k/v read as attention); a router's
+own layer (``router.classifier``) -> ``mlp.router``; LightGlue's per-layer ``matchability`` and
+``final_projection`` -> ``head``. Anything inside a q/k/v projection (``k_proj.sconv``) takes the
+projection's role with the part as the variant.
+
 An expert's index (``experts.3.w1``) or ``shared`` (``shared_expert``) is the variant. Anything
 else is ``other``: never an error.
 """

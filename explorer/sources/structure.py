@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 # Containers that are parts of a block, never a stack of blocks.
 _INNER = re.compile(r"^(?:\w*experts?|heads|attention_heads|local_experts)$", re.IGNORECASE)
-_SUBLAYERS = re.compile(r"^(?:\w*att\w*|mlps?|ffns?|feed_forwards?)$", re.IGNORECASE)
+_SUBLAYERS = re.compile(r"^(?:self_attn|self_attention|mlps|ffns|feed_forwards)$", re.IGNORECASE)
 _STAGE_NAME = re.compile(r"^(.*?\D)(\d+)$")
 _BLOCKS = re.compile(r"^\w*blocks$", re.IGNORECASE)  # a list named blocks holds blocks, not stages
 _STACK_WORDS = (

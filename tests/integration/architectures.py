@@ -415,12 +415,15 @@ def zip_interleaved(blocks: list[Block], ran: list[Block]) -> list[Block]:
 
 
 def _holds_stack(module: nn.Module) -> bool:
-    """Does ``module`` hold a list of :data:`LAYERS` same-class blocks (is it a stage)?"""
+    """Is ``module`` a stage: a list of :data:`LAYERS` same-class blocks holding at least 3/4 of
+    its weight matrices (plus perhaps a downsampling layer)?"""
+    total = sum(p.ndim >= 2 for p in module.parameters())
     return any(
         isinstance(m, nn.ModuleList | nn.Sequential)
         and len(m) == LAYERS
         and len({type(c) for c in m}) == 1
         and all(sum(p.ndim >= 2 for p in c.parameters()) >= 2 for c in m)
+        and sum(p.ndim >= 2 for p in m.parameters()) >= 0.75 * total
         for m in list(module.modules())[1:]
     )
 
