@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -328,6 +329,7 @@ def capture(
                 _merge_streams(caught, inputs, mask)
                 if batch_index == 0 and depths is None:
                     _drop_stacks_not_run(kept, caught, ck)
+                    _drop_head_not_run(kept, caught, ck, taps)
                 if tokens is not None:
                     tokens.add(caught, mask, offset, n, kept, dtype)
                 else:
@@ -485,6 +487,20 @@ def _subset(n: int, max_points: int | None, seed: int) -> np.ndarray:
 
 def _batch_len(inputs) -> int:
     return int(next(iter(inputs.values())).shape[0])
+
+
+def _drop_head_not_run(kept: dict, caught: dict, ck: Checkpoint, taps: list[Tap]) -> None:
+    """Depth L+1 is dropped, with a warning, when the module taken for the head did not run (a
+    TTS model's training-only flows): the head is a guess from names, the blocks are not."""
+    head = ck.n_blocks + 1
+    if head in kept and caught.get(head) is None and ck.n_blocks > 0:
+        module = next((t.module for t in taps if t.depth == head), "?")
+        warnings.warn(
+            f"{ck.name}: {module!r}, taken as the head (depth {head}), did not run on this "
+            "input, so there is no head state; the blocks' states are all there",
+            stacklevel=3,
+        )
+        kept.pop(head)
 
 
 def _drop_stacks_not_run(kept: dict, caught: dict, ck: Checkpoint) -> None:

@@ -519,7 +519,7 @@ def _check_model(model: nn.Module, result: Result, *, capture: bool) -> None:
         return
     rows = list(zip(table["name"], table["depth"], table["role"], strict=True))
     if not blocks:
-        why = f"no stack of {LAYERS} same-class blocks in the module (the sweep cannot tell)"
+        why = f"no stack of {LAYERS} blocks in the module (the sweep cannot tell)"
         result.checks["one_depth"] = (False, why)
     else:
         depth_of = _block_depths(rows, blocks)

@@ -192,3 +192,29 @@ def test_hyper_connection_streams_become_their_mean():
         expected = out.mean(dim=2).mean(dim=1)  # streams, then tokens
         assert acts[depth].shape == (5, 8)
         torch.testing.assert_close(acts[depth].float(), expected, rtol=1e-5, atol=1e-5)
+
+
+class _UnusedHead(torch.nn.Module):
+    """A classifier that forward never calls (a training-only head)."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.embed_tokens = torch.nn.Embedding(20, width)
+        self.layers = torch.nn.ModuleList(_StreamBlock(width) for _ in range(3))
+        self.classifier = torch.nn.Linear(width, 2)
+
+    def forward(self, input_ids):
+        h = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            h = layer(h)
+        return h
+
+
+def test_a_head_that_does_not_run_is_dropped_with_a_warning():
+    model = _UnusedHead().eval()
+    ids = torch.randint(0, 20, (4, 5))
+    with pytest.warns(UserWarning, match="'classifier', taken as the head .depth 4., did not run"):
+        acts = ex.capture(ex.load(model), ids, device="cpu", progress=False)
+    assert acts.depths == [0, 1, 2, 3]
+    with pytest.raises(ex.ProbeError, match="depth 4 produced no hidden state"):
+        ex.capture(ex.load(model), ids, depths=[3, 4], device="cpu", progress=False)
