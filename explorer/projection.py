@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 
 METHODS = ("pca", "umap", "tsne")
-_KEY_FORMAT = "explorer.project/3"  # 2: UMAP by kernel.umap_layout; 3: warm-start epochs
+# 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule
+_KEY_FORMAT = "explorer.project/4"
 
 
 def project(

@@ -134,7 +134,8 @@ def test_warm_epochs_follow_how_many_neighbours_changed():
 
 def test_warm_start_from_the_previous_depth_runs_fewer_epochs_at_equal_quality(monkeypatch):
     """Two depths whose neighbours barely change (clusters scaled, a little noise added): with
-    init_previous the second depth runs fewer epochs and keeps a cold start's quality."""
+    init_previous the second depth runs fewer epochs and keeps a cold start's quality (within
+    0.005: restarting the learning rate at 1 instead of resuming the schedule lost 0.007-0.011)."""
     from sklearn.manifold import trustworthiness
 
     import explorer.kernel.umap_layout as ul
@@ -156,4 +157,4 @@ def test_warm_start_from_the_previous_depth_runs_fewer_epochs_at_equal_quality(m
         assert layout.shape == (1200, 2)
     tw, tc = (trustworthiness(x1, v, n_neighbors=10) for v in (warm, cold))
     aw, ac = (knn_accuracy(v, y, 10) for v in (warm, cold))
-    assert tw >= tc - 0.01 and aw >= ac - 0.01, (tw, tc, aw, ac)
+    assert tw >= tc - 0.005 and aw >= ac - 0.005, (tw, tc, aw, ac)
