@@ -150,7 +150,9 @@ def test_warm_start_from_the_previous_depth_runs_fewer_epochs_at_equal_quality(m
     used = []
     real = ul.warm_epochs
     monkeypatch.setattr(ul, "warm_epochs", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
-    warm = project(acts, "umap", init_previous=True, cache=False).raw[1]
+    chained = project(acts, "umap", init_previous=True, cache=False)
+    assert chained.init_previous and chained._provenance()["init_previous"]
+    warm = chained.raw[1]
     assert len(used) == 1 and used[0] < 100, used
     cold = project(acts, "umap", depths=[1], cache=False).raw[1]
     for layout in (warm, cold):
