@@ -1,19 +1,21 @@
 """Time to the first and to the final picture: 50k points x 12 depths, PCA first, then UMAP (CPU).
 
     python benchmarks/projection_pictures.py [--n 50000] [--dim 384] [--depths 12]
-        [--umap-depths 12] [--init-previous]
+        [--umap-depths 12] [--independent]
 
 What a user of the projection view waits for. Data: ``--n`` points in ``--dim`` dimensions at each
 of ``--depths`` depths, 10 Gaussian clusters whose spread and position drift with depth (float32).
-Both projections start in the background at once, as the dashboard starts them
-(``ex.project(acts, "pca", background=True)`` and ``ex.project(acts, "umap", background=True)``,
-on one engine, the disk cache off): printed are the seconds from the call until the first PCA
-depth is ready (the first picture), until every PCA depth is, until the first UMAP depth is, and
-until the last is (the final picture). ``--umap-depths`` lays out only the first that many depths
-with UMAP (to keep a run short); the per-depth UMAP time is printed too. ``--init-previous``
-starts each UMAP depth from the previous one's layout (fewer epochs where the neighbours changed
-little, :func:`explorer.kernel.umap_layout.warm_epochs`); the dashboard does not (it aligns
-independent layouts), so the default measures what it shows. umap-learn compiles
+Both projections start in the background at once, as the dashboard (``ex.Explorer``) starts
+them: ``ex.project(acts, "pca", background=True)`` and ``ex.project(acts, "umap",
+background=True, **LAYOUT_OPTIONS["umap"])`` (each depth starts from the previous one's layout,
+:data:`explorer.widgets.explorer_view.LAYOUT_OPTIONS`), on one engine, the disk cache off.
+Printed are the seconds from the call until the first PCA depth is ready (the first picture),
+until every PCA depth is, until the first UMAP depth is, and until the last is (the final
+picture). ``--umap-depths`` lays out only the first that many depths
+with UMAP (to keep a run short); the per-depth UMAP time is printed too. ``--independent``
+lays out each depth on its own (spectral initialisation, every epoch) instead of from the
+previous depth's layout (fewer epochs where the neighbours changed little,
+:func:`explorer.kernel.umap_layout.warm_epochs`). umap-learn compiles
 with numba on first use; the numba cache is kept across runs, so run it twice to see both.
 """
 
@@ -47,11 +49,14 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--depths", type=int, default=12)
     p.add_argument("--umap-depths", type=int, default=None)
-    p.add_argument("--init-previous", action="store_true")
+    p.add_argument("--independent", action="store_true", help="no warm start between depths")
     args = p.parse_args()
 
     import explorer as ex
     from explorer.jobs import JobEngine
+    from explorer.widgets.explorer_view import LAYOUT_OPTIONS
+
+    options = {} if args.independent else LAYOUT_OPTIONS["umap"]
 
     acts = ex.Activations(clusters(args.n, args.dim, args.depths))
     umap_depths = acts.depths[: args.umap_depths or args.depths]
@@ -65,13 +70,13 @@ def main() -> None:
 
     print(
         f"{args.n} points x {args.dim} dims x {args.depths} depths (UMAP on {len(umap_depths)}), "
-        f"init_previous {args.init_previous}, cpu cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}"
+        f"UMAP options {options}, cpu cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}"
     )
     t0 = time.perf_counter()
     pca = ex.project(acts, "pca", background=True, engine=engine, cache=False, device="cpu")
     umap = ex.project(
         acts, "umap", depths=umap_depths, background=True, engine=engine, cache=False,
-        init_previous=args.init_previous,
+        **options,
     )  # fmt: skip
     returned = time.perf_counter() - t0
     pca.job.on_part(lambda depth, _: mark("first PCA depth"))

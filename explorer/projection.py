@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 
 METHODS = ("pca", "umap", "tsne")
-_KEY_FORMAT = "explorer.project/3"  # 2: UMAP by kernel.umap_layout; 3: warm-start epochs
+# 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule
+_KEY_FORMAT = "explorer.project/4"
 
 
 def project(
@@ -140,6 +141,7 @@ def project(
     dev = resolve_device(device)
     gpu = layout_engine(method, device, dev, options)  # None: the CPU reference
     proj = Projection(acts, method, depths, n_components, seed, align, labels, options)
+    proj.init_previous = init_previous
 
     # the layout holds the raw layouts so far (filled in by proj._add, in depth order), not the
     # Projection, whose job holds the executor: so it pickles for an executor that ships work
@@ -201,7 +203,7 @@ class Projection:
     status : dict of int -> str
         ``"ok"``, or ``"constant"`` for a depth whose points are all equal (laid at the origin;
         see :mod:`explorer.projection_input`).
-    depths, method, n_components, seed, align, options
+    depths, method, n_components, seed, align, init_previous, options
         What was asked (provenance).
     job : explorer.jobs.Job
         The job that computes it: progress, cancel, callbacks.
@@ -215,6 +217,7 @@ class Projection:
         self.seed = seed
         self.align = align
         self.options = dict(options)
+        self.init_previous = False
         self.labels = _labels(acts, labels)
         self.coords: dict[int, np.ndarray] = {}
         self.raw: dict[int, np.ndarray] = {}
@@ -346,6 +349,7 @@ class Projection:
             "n_components": self.n_components,
             "seed": self.seed,
             "align": self.align,
+            "init_previous": self.init_previous,
             "options": self.options,
             "n_points": self.acts.n_points,
             "source": self.acts.meta.get("checkpoint"),

@@ -94,7 +94,11 @@ def umap_layout(
     previous_neighbors : int array (N, >= n_neighbors - 1), optional
         With an array ``init`` (a warm start from the previous depth's layout): that depth's
         neighbour indices. The layout then runs :func:`warm_epochs` epochs (fewer the fewer
-        neighbours changed) instead of ``n_epochs``.
+        neighbours changed) instead of ``n_epochs``: the last of the ``n_epochs`` schedule, so
+        the learning rate starts at ``learning_rate * epochs / n_epochs`` and decays to 0 (a warm
+        start at the full rate shakes the layout up and, in 50 epochs, settles it worse:
+        trustworthiness 0.936 vs 0.945 cold, 0.946 resumed, on the two-depth set of
+        ``tests/unit/test_umap_layout.py``).
     min_epochs : int, default 50
         The fewest epochs of a warm start.
     progress : callable, optional
@@ -121,8 +125,9 @@ def umap_layout(
         [np.zeros((n, 1), np.float32), dist[:, : n_neighbors - 1].cpu().float().numpy()]
     )
     report(0.2)
+    run = n_epochs  # a warm start runs the last `run` epochs of the n_epochs schedule
     if previous_neighbors is not None and not isinstance(init, str):
-        n_epochs = warm_epochs(knn_idx[:, 1:], previous_neighbors, n_epochs, min_epochs)
+        run = warm_epochs(knn_idx[:, 1:], previous_neighbors, n_epochs, min_epochs)
 
     rng = np.random.RandomState(seed)
     data = t.detach().cpu().to(torch.float32).numpy()
@@ -150,15 +155,15 @@ def umap_layout(
     indptr = graph.indptr.astype(np.int64)
     tail = graph.indices.astype(np.int64)
     prev = np.empty_like(y)
-    for epoch in range(n_epochs):
-        alpha = learning_rate * (1.0 - epoch / n_epochs)
+    for epoch in range(run):
+        alpha = learning_rate * (run - epoch) / n_epochs
         np.copyto(prev, y)
         sgd_epoch(
             y, prev, indptr, tail, eps, next_sample, eps_neg, next_neg,
             float(a), float(b), float(repulsion_strength), alpha, 2.0, epoch, seed,
         )  # fmt: skip
         if epoch % 10 == 9:
-            report(0.3 + 0.7 * (epoch + 1) / n_epochs)
+            report(0.3 + 0.7 * (epoch + 1) / run)
     report(1.0)
     return y
 

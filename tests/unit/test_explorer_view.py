@@ -273,6 +273,8 @@ def test_umap_replaces_pca_when_done_base_vs_lora(engine):
     x.wait(TIMEOUT)
     assert x.errors == []
     assert x.layout == "umap" and "UMAP" in x.views["projection"].title
+    umap = x._layouts["umap"]  # each depth started from the previous one's layout
+    assert umap.a.init_previous and umap.b.init_previous
     assert x._buttons.options == ("PCA", "UMAP") and x._buttons.value == "UMAP"
     # the new views kept the cursor and the selection
     assert x.views["projection_b"].selection == list(range(40))

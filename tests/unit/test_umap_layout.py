@@ -134,7 +134,8 @@ def test_warm_epochs_follow_how_many_neighbours_changed():
 
 def test_warm_start_from_the_previous_depth_runs_fewer_epochs_at_equal_quality(monkeypatch):
     """Two depths whose neighbours barely change (clusters scaled, a little noise added): with
-    init_previous the second depth runs fewer epochs and keeps a cold start's quality."""
+    init_previous the second depth runs fewer epochs and keeps a cold start's quality (within
+    0.005: restarting the learning rate at 1 instead of resuming the schedule lost 0.007-0.011)."""
     from sklearn.manifold import trustworthiness
 
     import explorer.kernel.umap_layout as ul
@@ -149,11 +150,13 @@ def test_warm_start_from_the_previous_depth_runs_fewer_epochs_at_equal_quality(m
     used = []
     real = ul.warm_epochs
     monkeypatch.setattr(ul, "warm_epochs", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
-    warm = project(acts, "umap", init_previous=True, cache=False).raw[1]
+    chained = project(acts, "umap", init_previous=True, cache=False)
+    assert chained.init_previous and chained._provenance()["init_previous"]
+    warm = chained.raw[1]
     assert len(used) == 1 and used[0] < 100, used
     cold = project(acts, "umap", depths=[1], cache=False).raw[1]
     for layout in (warm, cold):
         assert layout.shape == (1200, 2)
     tw, tc = (trustworthiness(x1, v, n_neighbors=10) for v in (warm, cold))
     aw, ac = (knn_accuracy(v, y, 10) for v in (warm, cold))
-    assert tw >= tc - 0.01 and aw >= ac - 0.01, (tw, tc, aw, ac)
+    assert tw >= tc - 0.005 and aw >= ac - 0.005, (tw, tc, aw, ac)
