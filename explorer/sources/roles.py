@@ -84,7 +84,8 @@ V = {
 OUT = {"o", "o_proj", "out_proj", "out_lin", "wo", "dense", "c_proj", "proj", "out", "output"}
 OUT |= {"to_out", "o_linear", "out_linear", "output_proj", "dense_out", "linear_out"}
 OUT |= {"projection", "projection_layer", "o_a_proj", "o_b_proj", "projection_out", "attention_out"}
-KV = {"kv_proj", "to_kv", "kv_b_proj", "kv_a_proj_with_mqa", "kv_a_proj"}
+OUT |= {"wo_a", "wo_b"}
+KV = {"kv_proj", "to_kv", "kv_b_proj", "kv_a_proj_with_mqa", "kv_a_proj", "wkv"}
 QKV = {"c_attn", "query_key_value", "qkv_proj", "qkv", "wqkv", "in_proj", "to_qkv", "qkv_linear"}
 QKV |= {"att_proj", "queries_keys_values"}
 UP = {"fc1", "c_fc", "wi", "wi_1", "dense_h_to_4h", "linear1", "up_proj", "up", "fc_in", "lin1"}
@@ -105,13 +106,13 @@ _WRAPPERS = {"linear", "convolution", "conv", "proj", "layer", "dense", "linear_
 _WRAPPED = _KNOWN - {"proj", "dense", "output", "out", "o", "projection"}
 _WRAPPED |= {"linear_start", "linear_end", "router"}
 _POSITION = re.compile(
-    r"rel|pos|distance|bias_[uv]$|^r_[rsw]_bias$|^seg_embed$|sampling_offsets|^time_"
+    r"rel|pos|distance|bias_[uv]$|^r_[rsw]_bias$|^seg_embed$|sampling_offsets|^time_|^ape$"
 )
 # Attention's other gates: linear attention's beta and forget gates (b_proj, f_proj, A_log),
 # Doge's dt_proj, deformable attention's attention_weights, an indexer's per-head weights.
 _ATTN_GATE = {"gate", "gate_proj", "g_proj", "b_proj", "f_proj", "f_a_proj", "f_b_proj", "a_log"}
 _ATTN_GATE |= {"dt_proj", "attention_weights", "weights_proj", "receptance", "router"}
-_ATTN_GATE |= {"conv_kernel_layer"}  # ConvBERT's span-based dynamic kernel
+_ATTN_GATE |= {"conv_kernel_layer", "wgate"}  # ConvBERT's span-based dynamic kernel
 # Attention under other names: ConvBERT's convolution branch, JetMoE's attention experts.
 _ATTN_OTHER = {"key_conv_attn_layer": ("attn.k", "conv"), "conv_out_layer": ("attn.v", "conv")}
 _ATTN_OTHER |= {"input_linear": ("attn.q", ""), "output_linear": ("attn.o", "")}
@@ -126,9 +127,10 @@ _MIXER_WORDS = {"mixer", "ssm", "temporal_block", "conv", "lconv1d"}
 _MIXER_IN = {"in_proj", "linear_start", "linear_x", "linear_y"}
 _MIXER_OUT = {"out_proj", "linear_end", "linear_out"}
 
-_HYPER = re.compile(r"hyper_connection|(?:^|_)hc$")
+_HYPER = re.compile(r"hyper_connection|(?:^|_)hc$|^hc_")
 _NORM = re.compile(r"^(?:\w*_)?(?:norm\d*|grn|layernorm|ln\d*)$")
 _LSTM = {"mlstm_layer", "mlstm", "mlstm_cell"}
+_LATENT = {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_proj", "kv_b_proj"}
 _ASSIGNMENT_HEADS = {"matchability", "final_projection"}
 _MLP_WORDS = {"feed_forward", "feedforward", "ffn", "ffns", "mlp", "ff", "channel_mix", "fc"}
 _CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
@@ -187,10 +189,12 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             variant = "cross"
         if "indexer" in words:  # DeepSeek-V3.2's lightning indexer: its own q, k, head weights
             variant = "indexer"
-        if leaf in ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_proj", "kv_b_proj"):
+        if leaf in _LATENT and variant != "indexer":
             variant = leaf.split("_")[1]  # multi-head latent attention: the two halves a, b
         if leaf in ("o_a_proj", "o_b_proj"):
             variant = leaf.split("_")[1]
+        if leaf in ("wq_a", "wq_b", "wo_a", "wo_b") and variant != "indexer":  # DeepSeek-V4 files
+            variant = leaf[-1]
         if leaf in _ATTN_OTHER:
             role, kind = _ATTN_OTHER[leaf]
             return Named(role, kind or variant)
@@ -283,7 +287,7 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
 
 def _special(leaf: str, words: list[str]) -> str:
     """Roles of the few block parameters that are not layers of attention, MLP or mixer."""
-    if leaf.startswith("time_mix") or any(_HYPER.search(c) for c in words):
+    if leaf.startswith("time_mix") or any(_HYPER.search(c) for c in [*words, leaf]):
         return "mix"  # RWKV's token shift; hyper-connections' residual-stream mixing
     if _NORM.match(leaf) or (leaf in ("bias", "scale") and words and _NORM.match(words[-1])):
         return "norm"  # a normalisation's scale or shift stored with extra axes (GRN)
