@@ -98,7 +98,9 @@ _EXPERT_NAMES = re.compile(
     r"^(num_experts|num_local_experts|n_routed_experts|moe_num_experts|num_routed_experts|"
     r"n_experts)$"
 )
-_TOP_K_NAMES = re.compile(r"^(num_experts_per_tok|moe_top_k|top_k|num_selected_experts)$")
+_TOP_K_NAMES = re.compile(
+    r"^(num_experts_per_tok|moe_top_k|moe_topk|top_k|num_selected_experts|zero_expert_num)$"
+)
 _RANK_NAMES = re.compile(r"^(kv_lora_rank|q_lora_rank|time_step_rank|state_size|d_state)$")
 _LIST_WIDTH_NAMES = re.compile(r"^(hidden_sizes|embed_dims|dims|hidden_dims|embed_dim|channels)$")
 _LIST_DEPTH_NAMES = re.compile(r"^(depths|depth|num_layers|layers|block_repeats|stage_depths)$")
