@@ -168,10 +168,24 @@ def umap_layout(
     return y
 
 
-def search_neighbors(t: torch.Tensor, n_neighbors: int, seed: int = 0, how: str = "auto"):
+def search_neighbors(
+    t: torch.Tensor,
+    n_neighbors: int,
+    seed: int = 0,
+    how: str = "auto",
+    start: np.ndarray | None = None,
+):
     """The ``n_neighbors - 1`` nearest neighbours of each row of ``t`` other than itself, as
     tensors (distances, indices): exact (:func:`explorer.kernel.knn`) or by NN-descent; ``how``
-    as ``neighbor_search`` of :func:`umap_layout`."""
+    as ``neighbor_search`` of :func:`umap_layout`.
+
+    ``start`` (int array (N, >= n_neighbors - 1), e.g. the previous depth's neighbours): NN-descent
+    starts from these candidates instead of random-projection trees, which shares the search
+    between depths whose neighbours changed little. On 50,000 noisy clusters in 384 dimensions
+    (``benchmarks/projection_pictures.py``, whose exact neighbours do not change between depths)
+    recall rises 0.54, 0.58, 0.60, 0.62 over four depths instead of staying at 0.54, the
+    neighbours found change by 7 %, 4 %, 3 % instead of 45 %, and a depth takes 2.4 s instead of
+    7 s (2 loaded cores). The exact search ignores it."""
     from explorer.kernel.neighbors import knn
 
     if how not in ("auto", "exact", "nndescent"):
@@ -180,7 +194,7 @@ def search_neighbors(t: torch.Tensor, n_neighbors: int, seed: int = 0, how: str 
         how = "exact" if t.device.type == "cuda" or len(t) <= _EXACT_MAX_CPU else "nndescent"
     if how == "exact":
         return knn(t, n_neighbors - 1)
-    return _nndescent(t, n_neighbors, seed)
+    return _nndescent(t, n_neighbors, seed, start)
 
 
 def warm_epochs(idx, previous_idx, n_epochs: int, min_epochs: int = 50) -> int:
@@ -209,12 +223,22 @@ def warm_epochs(idx, previous_idx, n_epochs: int, min_epochs: int = 50) -> int:
     return int(min(n_epochs, max(min(min_epochs, n_epochs), epochs)))
 
 
-def _nndescent(t: torch.Tensor, n_neighbors: int, seed: int):
-    """pynndescent's neighbours without the point itself: (distances, indices) as tensors."""
+def _nndescent(t: torch.Tensor, n_neighbors: int, seed: int, start: np.ndarray | None = None):
+    """pynndescent's neighbours without the point itself: (distances, indices) as tensors;
+    ``start`` as in :func:`search_neighbors`."""
     from pynndescent import NNDescent
 
     data = t.detach().cpu().to(torch.float32).numpy()
-    index = NNDescent(data, n_neighbors=n_neighbors, random_state=seed, n_jobs=-1)
+    init = {}
+    if start is not None:
+        start = np.asarray(start)
+        if start.shape[0] != len(data) or start.shape[1] < n_neighbors - 1:
+            raise ValueError(
+                f"start has shape {start.shape}, expected ({len(data)}, >= {n_neighbors - 1})"
+            )
+        own = np.arange(len(data), dtype=np.int32)[:, None]
+        init["init_graph"] = np.hstack([own, start[:, : n_neighbors - 1].astype(np.int32)])
+    index = NNDescent(data, n_neighbors=n_neighbors, random_state=seed, n_jobs=-1, **init)
     idx, dist = index.neighbor_graph
     return torch.from_numpy(dist[:, 1:]), torch.from_numpy(idx[:, 1:].astype(np.int64))
 
