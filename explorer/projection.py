@@ -106,7 +106,7 @@ def project(
         spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order. UMAP on
         the CPU then searches each depth's neighbours by NN-descent (above 20,000 points) from
         the previous depth's, and runs fewer epochs the fewer neighbours changed since then
-        (:func:`explorer.kernel.umap_layout.warm_epochs`: 50 when none did, all from 20 % on).
+        (:func:`explorer.kernel.umap_layout.warm_epochs`: 25 when none did, all from 20 % on).
         Each depth's neighbours are cached with its layout, so a depth computed after a cached
         one is the same as in one uninterrupted run.
     device : "auto", "cpu", "cuda", ...

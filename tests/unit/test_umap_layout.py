@@ -121,7 +121,7 @@ def test_warm_epochs_follow_how_many_neighbours_changed():
     from explorer.kernel.umap_layout import warm_epochs
 
     idx = np.arange(40).reshape(10, 4)
-    assert warm_epochs(idx, idx, 200) == 50  # nothing changed: the floor
+    assert warm_epochs(idx, idx, 200) == 25  # nothing changed: the floor
     assert warm_epochs(idx, idx + 100, 200) == 200  # everything changed: every epoch
     half_of_one_in_ten = idx.copy()
     half_of_one_in_ten[0, :2] = [98, 99]  # 2 of 40 pairs changed: 5 % -> a quarter of 200
