@@ -127,7 +127,7 @@ def test_warm_epochs_follow_how_many_neighbours_changed():
     half_of_one_in_ten[0, :2] = [98, 99]  # 2 of 40 pairs changed: 5 % -> a quarter of 200
     assert warm_epochs(half_of_one_in_ten, idx, 200) == 50
     assert warm_epochs(half_of_one_in_ten, idx, 200, min_epochs=10) == 50
-    assert warm_epochs(idx, idx, 30) == 30  # never more than asked
+    assert warm_epochs(idx, idx, 20) == 20  # never more than asked
     with pytest.raises(ValueError, match="previous_neighbors"):
         warm_epochs(idx, idx[:, :2], 200)
 
