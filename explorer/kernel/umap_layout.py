@@ -240,27 +240,10 @@ def _nndescent(t: torch.Tensor, n_neighbors: int, seed: int, start: np.ndarray |
                 f"start has shape {start.shape}, expected ({len(data)}, >= {n_neighbors - 1})"
             )
         own = np.arange(len(data), dtype=np.int32)[:, None]
-        graph = np.hstack([own, start[:, : n_neighbors - 1].astype(np.int32)])
-        # with their distances pynndescent fills its heap by code cached on disk (from indices
-        # alone it compiles a function of the metric in every process); nn_descent itself is
-        # compiled once more per process for a start graph (~9 s)
-        init = {"init_graph": graph, "init_dist": _squared_distances(data, graph)}
+        init["init_graph"] = np.hstack([own, start[:, : n_neighbors - 1].astype(np.int32)])
     index = NNDescent(data, n_neighbors=n_neighbors, random_state=seed, n_jobs=-1, **init)
     idx, dist = index.neighbor_graph
     return torch.from_numpy(dist[:, 1:]), torch.from_numpy(idx[:, 1:].astype(np.int64))
-
-
-def _squared_distances(data: np.ndarray, graph: np.ndarray, rows: int = 4096) -> np.ndarray:
-    """``||data[i] - data[graph[i, j]]||^2`` (float32, as pynndescent's squared_euclidean, the
-    proxy of its euclidean metric), in blocks of rows; entries with ``graph[i, j] < 0`` are
-    meaningless (pynndescent skips them)."""
-    x = torch.from_numpy(data)
-    idx = torch.from_numpy(np.maximum(graph, 0).astype(np.int64))
-    out = torch.empty(graph.shape, dtype=torch.float32)
-    for lo in range(0, len(x), rows):
-        diff = x[idx[lo : lo + rows]] - x[lo : lo + rows, None, :]
-        out[lo : lo + rows] = (diff * diff).sum(-1)
-    return out.numpy()
 
 
 def _initial(data, graph, n_components, init, rng) -> np.ndarray:
