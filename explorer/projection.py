@@ -104,8 +104,11 @@ def project(
     init_previous : bool
         UMAP and t-SNE only: start each depth from the previous depth's layout (raw), instead of a
         spectral (UMAP) or PCA (t-SNE) initialisation. Depths then run strictly in order. UMAP on
-        the CPU then runs fewer epochs the fewer neighbours changed since the previous depth
-        (:func:`explorer.kernel.umap_layout.warm_epochs`: 50 when none did, all from 20 % on).
+        the CPU then searches each depth's neighbours by NN-descent (above 20,000 points) from
+        the previous depth's, and runs fewer epochs the fewer neighbours changed since then
+        (:func:`explorer.kernel.umap_layout.warm_epochs`: 25 when none did, all from 20 % on).
+        Each depth's neighbours are cached with its layout, so a depth computed after a cached
+        one is the same as in one uninterrupted run.
     device : "auto", "cpu", "cuda", ...
         Where PCA runs, and where UMAP/t-SNE run: on a CUDA device through TorchDR or cuML
         (:mod:`explorer.projection_gpu` says which and when; the option ``gpu_engine`` names
@@ -147,11 +150,13 @@ def project(
     # Projection, whose job holds the executor: so it pickles for an executor that ships work
     # to other workers (Dask)
     raw = proj.raw
-    # a warm-started CPU UMAP runs fewer epochs the fewer neighbours changed since the previous
-    # depth (kernel.umap_layout.warm_epochs): each depth's neighbour indices, kept for the next
+    # a warm-started CPU UMAP searches each depth's neighbours from the previous depth's and runs
+    # fewer epochs the fewer of them changed (kernel.umap_layout.warm_epochs): each depth returns
+    # its neighbour indices with its layout (so they are cached with it), and proj._add keeps the
+    # latest depth's here for the next
     warm = init_previous and method == "umap" and gpu is None
     warm = warm and options.get("implementation", "explorer") == "explorer"
-    neighbours: dict[int, np.ndarray] = {}
+    neighbours = proj._neighbours
 
     def layout(depth: int) -> dict[str, np.ndarray]:
         x, status = prepare(acts[depth], depth)
@@ -163,9 +168,8 @@ def project(
         if warm:
             before = [d for d in depths[: depths.index(depth)] if d in raw]
             previous = before[-1] if before else None
-            return _warm_umap(
-                x.to(dev), depth, previous, n_components, seed, init, options, neighbours
-            )
+            known = neighbours.get(previous) if init is not None else None
+            return _warm_umap(x.to(dev), n_components, seed, init, options, known)
         return _layout(x, method, n_components, seed, dev, init, options)
 
     def layer_key(depth: int) -> str:
@@ -219,6 +223,7 @@ class Projection:
         self.options = dict(options)
         self.init_previous = False
         self.labels = _labels(acts, labels)
+        self._neighbours: dict[int, np.ndarray] = {}  # the latest depth's (see project)
         self.coords: dict[int, np.ndarray] = {}
         self.raw: dict[int, np.ndarray] = {}
         self.explained_variance_ratio: dict[int, np.ndarray] = {}
@@ -238,6 +243,9 @@ class Projection:
         self.status[depth] = STATUSES[int(layout.get("status", 0))]
         if "explained_variance_ratio" in layout:
             self.explained_variance_ratio[depth] = np.asarray(layout["explained_variance_ratio"])
+        if "neighbors" in layout:  # a warm-started UMAP's: the next depth searches from them
+            self._neighbours.clear()
+            self._neighbours[depth] = np.asarray(layout["neighbors"])
         target = _previous(self.depths, depth, self.coords) if self.align else None
         self.coords[depth] = raw if target is None else procrustes(raw, target)
 
@@ -461,22 +469,22 @@ def _layout(x, method, n_components, seed, device, init, options) -> dict[str, n
     return {"coords": _umap(data, n_components, seed, init, options)}
 
 
-def _warm_umap(x, depth, previous, n_components, seed, init, options, neighbours) -> dict:
-    """One depth of a CPU UMAP with ``init_previous``: its neighbours are searched here and kept
-    in ``neighbours[depth]``; with those of depth ``previous`` (whose layout ``init`` is; absent
-    if it came from the cache) the layout runs fewer epochs (:func:`kernel.umap_layout.
-    warm_epochs`)."""
+def _warm_umap(x, n_components, seed, init, options, previous) -> dict:
+    """One depth of a CPU UMAP with ``init_previous``: its neighbours are searched here, by
+    NN-descent from ``previous`` (the previous depth's neighbour indices, whose layout ``init``
+    is; None for the first depth) where NN-descent is used, and returned with the layout; with
+    ``previous`` the layout runs fewer epochs the fewer neighbours changed
+    (:func:`kernel.umap_layout.warm_epochs`)."""
     from explorer.kernel.umap_layout import search_neighbors
 
     k = options.get("n_neighbors", min(15, len(x)))
-    found = search_neighbors(x, k, seed, options.get("neighbor_search", "auto"))
+    how = options.get("neighbor_search", "auto")
+    found = search_neighbors(x, k, seed, how, start=previous)
     extra = {"neighbors": found}
-    if init is not None and previous in neighbours:
-        extra["previous_neighbors"] = neighbours[previous]
+    if previous is not None:
+        extra["previous_neighbors"] = previous
     coords = _umap(x, n_components, seed, init, {**options, **extra})
-    neighbours.clear()  # only the latest depth's are needed
-    neighbours[depth] = found[1].cpu().numpy()
-    return {"coords": coords}
+    return {"coords": coords, "neighbors": found[1].cpu().numpy().astype(np.int32)}
 
 
 def _tsne(data, n_components, seed, init, options) -> np.ndarray:

