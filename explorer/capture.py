@@ -125,9 +125,9 @@ def _head_module(
     """Depth L+1: a head (``lm_head``, ``classifier``...), else a pooler, else the final norm.
 
     Only modules outside every block count, and none inside an earlier vision, audio or encoder
-    stack (a vision tower's own head is not the model's). The final norm is a norm next to the last stack's list
-    of blocks (``model.norm`` beside ``model.layers``), else the last norm registered after the
-    last block.
+    stack (a vision tower's own head is not the model's). The final norm is a norm next to the
+    last stack's list of blocks (``model.norm`` beside ``model.layers``), else the last norm
+    registered after the last block.
     """
     stacks = structure.stacks if structure is not None else ()
     last_block = stacks[-1].blocks[-1] if stacks else blocks[-1]

@@ -130,7 +130,10 @@ _MIXER_OUT = {"out_proj", "linear_end", "linear_out"}
 _HYPER = re.compile(r"hyper_connection|(?:^|_)hc$|^hc_")
 _NORM = re.compile(r"^(?:\w*_)?(?:norm\d*|grn|layernorm|ln\d*)$")
 _LSTM = {"mlstm_layer", "mlstm", "mlstm_cell"}
-_LATENT = {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_proj", "kv_b_proj"}
+# the two halves of a low-rank (latent) projection, under the module's and DeepSeek-V4's file names
+_HALVES = {"q_a_proj": "a", "q_b_proj": "b", "kv_a_proj_with_mqa": "a", "kv_a_proj": "a"}
+_HALVES |= {"kv_b_proj": "b", "o_a_proj": "a", "o_b_proj": "b"}
+_HALVES |= {"wq_a": "a", "wq_b": "b", "wo_a": "a", "wo_b": "b"}
 _ASSIGNMENT_HEADS = {"matchability", "final_projection"}
 _MLP_WORDS = {"feed_forward", "feedforward", "ffn", "ffns", "mlp", "ff", "channel_mix", "fc"}
 _CROSS = re.compile(r"cross|encdec|encoder_attn|multihead_attn|src_attn|enc_attn")
@@ -189,12 +192,8 @@ def block_role(rest: str, siblings: set[str], ndim: int) -> Named:
             variant = "cross"
         if "indexer" in words:  # DeepSeek-V3.2's lightning indexer: its own q, k, head weights
             variant = "indexer"
-        if leaf in _LATENT and variant != "indexer":
-            variant = leaf.split("_")[1]  # multi-head latent attention: the two halves a, b
-        if leaf in ("o_a_proj", "o_b_proj"):
-            variant = leaf.split("_")[1]
-        if leaf in ("wq_a", "wq_b", "wo_a", "wo_b") and variant != "indexer":  # DeepSeek-V4 files
-            variant = leaf[-1]
+        if leaf in _HALVES and variant != "indexer":
+            variant = _HALVES[leaf]  # multi-head latent attention: the two halves a, b
         if leaf in _ATTN_OTHER:
             role, kind = _ATTN_OTHER[leaf]
             return Named(role, kind or variant)

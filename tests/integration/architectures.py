@@ -376,19 +376,29 @@ def _stacks(
 ) -> list[tuple[str, int]]:
     stacks: list[tuple[str, int]] = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList | nn.Sequential) or not length_ok(len(module)):
-            continue
-        children = list(module)
-        if len({type(c) for c in children}) != 1 and not mixed:
-            continue
-        if not all(sum(p.ndim >= 2 for p in c.parameters()) >= matrices for c in children):
+        if not _block_list(module, mixed, matrices) or not length_ok(len(module)):
             continue  # a list of single layers (an MLP head, per-scale projections) is no stack
-        if all(_holds_stack(c) for c in children):
+        if all(_holds_stack(c) for c in module):
             continue  # a list of stages (CvT's 3 stages of 3 blocks): their blocks are the blocks
         if any(name.startswith(s + ".") for s, _ in stacks):
             continue
-        stacks.append((name, len(children)))
+        stacks.append((name, len(module)))
     return stacks
+
+
+def _matrices(module: nn.Module) -> int:
+    """How many weight matrices (parameters with two or more axes) ``module`` holds."""
+    return sum(p.ndim >= 2 for p in module.parameters())
+
+
+def _block_list(module: nn.Module, mixed: bool = False, matrices: int = 2) -> bool:
+    """Is ``module`` a ModuleList/Sequential of children of one class (any classes if ``mixed``)
+    that hold ``matrices`` or more weight matrices each?"""
+    return (
+        isinstance(module, nn.ModuleList | nn.Sequential)
+        and (mixed or len({type(c) for c in module}) == 1)
+        and all(_matrices(c) >= matrices for c in module)
+    )
 
 
 def zip_interleaved(blocks: list[Block], ran: list[Block]) -> list[Block]:
@@ -408,7 +418,7 @@ def zip_interleaved(blocks: list[Block], ran: list[Block]) -> list[Block]:
             if a in into or b in into or a.rpartition(".")[0] != b.rpartition(".")[0]:
                 continue
             xs, ys = members[a], members[b]
-            if len(xs) != len(ys) or not all(b in first for b in xs + ys):
+            if len(xs) != len(ys) or not all(x in first for x in xs + ys):
                 continue
             calls = [first[x] for pair in zip(xs, ys, strict=True) for x in pair]
             if calls == sorted(calls):
@@ -419,13 +429,9 @@ def zip_interleaved(blocks: list[Block], ran: list[Block]) -> list[Block]:
 def _holds_stack(module: nn.Module) -> bool:
     """Is ``module`` a stage: a list of :data:`LAYERS` same-class blocks holding at least 3/4 of
     its weight matrices (plus perhaps a downsampling layer)?"""
-    total = sum(p.ndim >= 2 for p in module.parameters())
+    total = _matrices(module)
     return any(
-        isinstance(m, nn.ModuleList | nn.Sequential)
-        and len(m) == LAYERS
-        and len({type(c) for c in m}) == 1
-        and all(sum(p.ndim >= 2 for p in c.parameters()) >= 2 for c in m)
-        and sum(p.ndim >= 2 for p in m.parameters()) >= 0.75 * total
+        _block_list(m) and len(m) == LAYERS and _matrices(m) >= 0.75 * total
         for m in list(module.modules())[1:]
     )
 
