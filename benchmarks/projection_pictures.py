@@ -15,11 +15,10 @@ picture). ``--umap-depths`` lays out only the first that many depths
 with UMAP (to keep a run short); the per-depth UMAP time is printed too. ``--independent``
 lays out each depth on its own (spectral initialisation, every epoch) instead of from the
 previous depth's layout (fewer epochs where the neighbours changed little,
-:func:`explorer.kernel.umap_layout.warm_epochs`). umap-learn compiles
-with numba on first use; the numba cache is kept across runs, so run it twice to see both.
-pynndescent (NN-descent, above 20,000 points) cannot use numba's disk cache and compiles anew in
-every process: ``--runs 2`` measures a second time in the same process, as a second picture in
-the same kernel would wait.
+:func:`explorer.kernel.umap_layout.warm_epochs`). The numba code compiles on the first use on a
+machine and is loaded from numba's disk cache by later processes, so run it twice to see both
+(``explorer demo --build-only`` compiles it ahead); ``--runs 2`` measures a second time in the
+same process, as a second picture in the same kernel would wait.
 """
 
 from __future__ import annotations

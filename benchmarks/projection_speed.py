@@ -10,7 +10,8 @@ with numba already compiled (a warm-up of each on 5,000 points first):
 
 * umap-learn: ``umap.UMAP(n_neighbors=15, n_jobs=-1).fit_transform(X)`` (no ``random_state``: its
   parallel mode; pynndescent's approximate neighbours, spectral initialisation);
-* ours: ``ex.project(acts, "umap", cache=False)`` for one depth (the disk cache off).
+* ours: ``ex.project(acts, "umap", cache=False)`` for one depth (the disk cache off): exact
+  neighbours up to 20,000 points, explorer's NN-descent above.
 
 Printed per size: both times (median of ``--repeat``), the ratio, and both qualities:
 trustworthiness at k = 10 (``sklearn.manifold.trustworthiness`` on a seeded subset of

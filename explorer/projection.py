@@ -14,7 +14,7 @@ k-NN label accuracy in the full space and in the layout.
 A quick first picture: ``project(acts, "pca")`` takes milliseconds; start
 ``project(acts, "umap", background=True)`` next and replace the picture as its depths arrive
 (``.job.on_part``); its progress moves within a depth (neighbours, then epochs). UMAP's numba
-code (umap-learn's graph, pynndescent above 20,000 points, explorer's layout) compiles on first
+code (NN-descent above 20,000 points, the graph, the layout) compiles on first
 use; numba's on-disk cache is pointed at ``<explorer cache>/numba`` unless
 ``NUMBA_CACHE_DIR`` is set, so later sessions, and the dashboard after ``explorer demo
 --build-only`` (:func:`warm_umap`), reuse the code.
@@ -52,7 +52,7 @@ __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 
 METHODS = ("pca", "umap", "tsne")
 # 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule
-_KEY_FORMAT = "explorer.project/4"
+_KEY_FORMAT = "explorer.project/5"
 
 
 def project(
@@ -93,9 +93,8 @@ def project(
     seed : int
         Seeds UMAP, t-SNE and the randomised PCA; part of the result's provenance and of the cache
         key. The same data, options and seed give the same layout bit for bit on the same machine
-        and library versions (UMAP's parallel layout included; for UMAP above 20,000 points on
-        the CPU, whose neighbours come from NN-descent, at the same thread count); a cached
-        layout is read back exactly as it was stored.
+        and library versions, at any thread count (UMAP's NN-descent and parallel layout
+        included); a cached layout is read back exactly as it was stored.
     depths : sequence of int, optional
         Default: every captured depth, in order.
     labels : str or array, optional
@@ -475,6 +474,7 @@ def _warm_umap(x, n_components, seed, init, options, previous) -> dict:
     is; None for the first depth) where NN-descent is used, and returned with the layout; with
     ``previous`` the layout runs fewer epochs the fewer neighbours changed
     (:func:`kernel.umap_layout.warm_epochs`)."""
+    use_numba_cache()
     from explorer.kernel.umap_layout import search_neighbors
 
     k = options.get("n_neighbors", min(15, len(x)))
@@ -509,8 +509,8 @@ def _umap(data, n_components, seed, init, options) -> np.ndarray:
         raise ArgumentError(
             f"implementation must be 'explorer' or 'umap-learn', got {implementation!r}"
         )
-    umap = import_umap()
     if implementation == "explorer":
+        use_numba_cache()
         from explorer.kernel.umap_layout import umap_layout
 
         params = {"n_neighbors": min(15, len(data)), "seed": seed, "progress": layer_progress}
@@ -528,6 +528,7 @@ def _umap(data, n_components, seed, init, options) -> np.ndarray:
     if init is not None:
         params["init"] = init
     params.update(options)
+    umap = import_umap()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
         data = data.detach().cpu().to(torch.float32).numpy()
@@ -539,13 +540,18 @@ def numba_cache_dir() -> Path:
     return Path(os.environ.get("NUMBA_CACHE_DIR") or cache_root() / "numba")
 
 
-def import_umap():
-    """Import umap-learn with numba's on-disk cache in ``<explorer cache>/numba`` (unless
-    ``NUMBA_CACHE_DIR`` is already set), so compiled code is reused by later sessions."""
+def use_numba_cache() -> None:
+    """Keep numba's compiled code in ``<explorer cache>/numba`` (unless ``NUMBA_CACHE_DIR`` is
+    already set), so later sessions reuse it."""
     if "NUMBA_CACHE_DIR" not in os.environ:
         os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir())
         if "numba" in sys.modules:
             sys.modules["numba"].core.config.reload_config()
+
+
+def import_umap():
+    """Import umap-learn with numba's on-disk cache in place (:func:`use_numba_cache`)."""
+    use_numba_cache()
     import umap
 
     return umap
@@ -556,23 +562,26 @@ def warm_umap(force: bool = False) -> float | None:
     :func:`import_umap`), by laying out 300 random points, so that the first real UMAP, e.g. the
     dashboard's, loads compiled code instead of waiting for the compiler. Returns the seconds it
     took, or None when a stamp in the cache says this code was already compiled there (``force``
-    compiles anyway). pynndescent's NN-descent (used above 20,000 points) compiles in each
-    process whatever one does here, so it is not warmed."""
+    compiles anyway)."""
     from importlib.metadata import version
 
     stamp = numba_cache_dir() / "explorer-umap-warm.stamp"
     kernel = Path(__file__).parent / "kernel"
     sources = hashlib.sha256(version("numba").encode())
-    for name in ("umap_layout.py", "_umap_sgd.py"):
+    for name in ("umap_layout.py", "_umap_sgd.py", "_random.py", "nn_descent.py", "fuzzy_graph.py"):
         sources.update((kernel / name).read_bytes())
     if not force and stamp.is_file() and stamp.read_text() == sources.hexdigest():
         return None
     start = time.perf_counter()
     import_umap()
+    from explorer.kernel.nn_descent import nn_descent
     from explorer.kernel.umap_layout import umap_layout
 
     points = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    umap_layout(points, n_neighbors=10, n_epochs=2, neighbor_search="exact")
+    first = umap_layout(points, n_neighbors=10, n_epochs=2, neighbor_search="exact")
+    neighbours = nn_descent(points, 9)[1]
+    nn_descent(points, 9, start=neighbours)  # the warm start's own code
+    umap_layout(points, n_neighbors=10, n_epochs=2, init=first, previous_neighbors=neighbours)
     seconds = time.perf_counter() - start
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)

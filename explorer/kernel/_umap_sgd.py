@@ -25,17 +25,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_32 = np.uint64(32)
-
-
-@numba.njit(inline="always")
-def _mix(z):
-    """splitmix64's finaliser: a bijective scramble of 64 bits."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
+from explorer.kernel._random import GOLDEN, below, mix
 
 _FOUR = np.float32(4.0)
 
@@ -70,10 +60,9 @@ def sgd_epoch(
     alpha = np.float32(alpha)
     pull = np.float32(attract) * alpha
     zero, one, two, tiny = np.float32(0.0), np.float32(1.0), np.float32(2.0), np.float32(0.001)
-    size = np.uint64(n)
-    base = _mix(np.uint64(seed) * _GOLDEN + np.uint64(epoch))
+    base = mix(np.uint64(seed) * GOLDEN + np.uint64(epoch))
     for j in numba.prange(n):
-        stream = _mix(base ^ (np.uint64(j) * _GOLDEN))
+        stream = mix(base ^ (np.uint64(j) * GOLDEN))
         draw = np.uint64(0)
         for e in range(indptr[j], indptr[j + 1]):
             if next_sample[e] > epoch:
@@ -93,8 +82,7 @@ def sgd_epoch(
             n_neg = int((epoch - next_negative[e]) / epochs_per_negative[e])
             for _ in range(n_neg):
                 draw += np.uint64(1)
-                # the high 32 bits scaled to [0, n) (Lemire 2019): no 64-bit division
-                m = np.int64(((_mix(stream + draw * _GOLDEN) >> _32) * size) >> _32)
+                m = below(mix(stream + draw * GOLDEN), n)
                 if m == j:
                     continue
                 d2 = zero

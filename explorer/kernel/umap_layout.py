@@ -1,32 +1,36 @@
-"""UMAP (McInnes, Healy & Melville 2018) from exact neighbours, with a parallel, seeded layout.
+"""UMAP (McInnes, Healy & Melville 2018) with exact or NN-descent neighbours and a parallel,
+seeded layout, every compiled part in numba's disk cache.
 
-:func:`umap_layout` is umap-learn's algorithm with two parts replaced:
+:func:`umap_layout` is umap-learn's algorithm, rewritten where that makes it faster or
+reproducible and checked against umap-learn's own functions in the tests:
 
 1. **neighbours**: the exact k nearest neighbours of :func:`explorer.kernel.knn` (blocked matrix
    products on the data's device) up to 20,000 points on the CPU and at any size on a GPU;
-   above that on the CPU, where the exact search grows as N^2 (50,000 x 384 on 2 loaded cores:
-   140 s exact, 8 s by NN-descent with a recall of 0.998), pynndescent's NN-descent (seeded), as
-   umap-learn does;
-2. **layout**: the stochastic gradient descent of ``optimize_layout_euclidean`` (same edge
+   above that on the CPU, where the exact search grows as N^2 (50,000 x 384 on 2 cores: 15 s
+   exact, 2.5 to 4.5 s by NN-descent), :func:`explorer.kernel.nn_descent.nn_descent` (umap-learn's
+   pynndescent settings, seeded, thread-count independent, and able to start from the previous
+   depth's neighbours);
+2. **graph**: :func:`explorer.kernel.fuzzy_graph.fuzzy_graph`, the numbers of umap-learn's
+   ``fuzzy_simplicial_set`` (smooth k-NN distances, fuzzy union ``A + A^T - A o A^T``); edges
+   below ``max w / n_epochs`` are pruned;
+3. **initialisation**: umap-learn's ``spectral_layout`` (scaled to coordinates in [-10, 10]),
+   PCA, or a given layout;
+4. **layout**: the stochastic gradient descent of ``optimize_layout_euclidean`` (same edge
    sampling schedule, same attraction and repulsion, same clipping and learning-rate decay
    ``alpha_n = alpha_0 (1 - n / n_epochs)``), run parallel over points by a numba kernel in which
    each point is moved only by its own thread, against the other points' positions at the start
    of the epoch (:mod:`explorer.kernel._umap_sgd`).
 
-Between them, umap-learn's own code builds the fuzzy graph (``fuzzy_simplicial_set``: the smooth
-k-NN distances and the fuzzy union ``A + A^T - A o A^T``), prunes edges below ``max w / n_epochs``
-and makes the spectral initialisation (``spectral_layout``, scaled to coordinates in [-10, 10]).
+umap-learn's pynndescent cannot use numba's disk cache and compiles for ~40 s in every new
+process; nothing here does after the first run on a machine.
 
-**What the seed guarantees**: exact neighbours and the graph are deterministic; the spectral
-initialisation is seeded; the layout's negative samples come from a counter-based hash of
-``(seed, point, epoch, draw)`` and no thread reads another's writes within an epoch. With exact
-neighbours (the default up to 20,000 points on the CPU, and on a GPU) the same input, options and
-seed therefore give the same layout bit for bit whatever the number of threads
-(``NUMBA_NUM_THREADS``) or their timing. NN-descent (above 20,000 points on the CPU) is seeded
-but its result depends on the number of threads: there the same seed gives the same layout at
-the same thread count. Both hold on the same machine and library versions (floating-point
-reductions in BLAS and ARPACK may differ between CPUs). umap-learn itself is reproducible only
-single-threaded (``random_state`` set forces ``n_jobs=1``).
+**What the seed guarantees**: exact neighbours and the graph are deterministic; NN-descent, the
+spectral initialisation and the layout's negative samples are seeded, and every random draw is a
+counter-based hash of ``(seed, ...)`` with no thread reading another's writes within a step. The
+same input, options and seed therefore give the same layout bit for bit whatever the number of
+threads (``NUMBA_NUM_THREADS``) or their timing, on the same machine and library versions
+(floating-point reductions in BLAS and ARPACK may differ between CPUs). umap-learn itself is
+reproducible only single-threaded (``random_state`` set forces ``n_jobs=1``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["search_neighbors", "umap_layout", "warm_epochs"]
+__all__ = ["ab_params", "epochs_per_sample", "search_neighbors", "umap_layout", "warm_epochs"]
 
 #: Above this many points on the CPU, ``neighbor_search="auto"`` uses NN-descent.
 _EXACT_MAX_CPU = 20_000
@@ -109,9 +113,8 @@ def umap_layout(
     -------
     ndarray (N, n_components), float32
     """
-    from umap.umap_ import find_ab_params, fuzzy_simplicial_set, make_epochs_per_sample
-
     from explorer.kernel._umap_sgd import sgd_epoch
+    from explorer.kernel.fuzzy_graph import fuzzy_graph
 
     report = progress or (lambda fraction: None)
     t = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
@@ -131,25 +134,20 @@ def umap_layout(
 
     rng = np.random.RandomState(seed)
     data = t.detach().cpu().to(torch.float32).numpy()
-    graph, _, _ = fuzzy_simplicial_set(
-        data,
-        n_neighbors,
-        rng,
-        "euclidean",
-        knn_indices=knn_idx,
-        knn_dists=knn_dist,
+    graph = fuzzy_graph(
+        knn_idx,
+        knn_dist,
         set_op_mix_ratio=set_op_mix_ratio,
         local_connectivity=local_connectivity,
     )
-    graph = graph.tocsr()
     graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
     graph.eliminate_zeros()
     graph.sort_indices()
     y = _initial(data, graph, n_components, init, rng)
     report(0.3)
 
-    a, b = find_ab_params(spread, min_dist)
-    eps = make_epochs_per_sample(graph.data, n_epochs).astype(np.float64)
+    a, b = ab_params(spread, min_dist)
+    eps = epochs_per_sample(graph.data, n_epochs)
     eps_neg = eps / negative_sample_rate
     next_sample, next_neg = eps.copy(), eps_neg.copy()
     indptr = graph.indptr.astype(np.int64)
@@ -181,11 +179,11 @@ def search_neighbors(
 
     ``start`` (int array (N, >= n_neighbors - 1), e.g. the previous depth's neighbours): NN-descent
     starts from these candidates instead of random-projection trees, which shares the search
-    between depths whose neighbours changed little. On 50,000 noisy clusters in 384 dimensions
-    (``benchmarks/projection_pictures.py``, whose exact neighbours do not change between depths)
-    recall rises 0.54, 0.58, 0.60, 0.62 over four depths instead of staying at 0.54, the
-    neighbours found change by 7 %, 4 %, 3 % instead of 45 %, and a depth takes 2.4 s instead of
-    7 s (2 loaded cores). The exact search ignores it."""
+    between depths whose neighbours changed little. On two depths of 50,000 noisy clusters in 384
+    dimensions (``benchmarks/projection_pictures.py``, 2 cores) the first depth takes 4.5 s
+    (recall 0.736; pynndescent 2.8 s, 0.760) and the second, started from the first's, 1.3 s
+    (recall 0.747; pynndescent from the same start and its trees, 7.2 s, 0.766). The exact
+    search ignores it."""
     from explorer.kernel.neighbors import knn
 
     if how not in ("auto", "exact", "nndescent"):
@@ -227,23 +225,36 @@ def warm_epochs(idx, previous_idx, n_epochs: int, min_epochs: int = 25) -> int:
 
 
 def _nndescent(t: torch.Tensor, n_neighbors: int, seed: int, start: np.ndarray | None = None):
-    """pynndescent's neighbours without the point itself: (distances, indices) as tensors;
+    """NN-descent's neighbours without the point itself: (distances, indices) as tensors;
     ``start`` as in :func:`search_neighbors`."""
-    from pynndescent import NNDescent
+    from explorer.kernel.nn_descent import nn_descent
 
     data = t.detach().cpu().to(torch.float32).numpy()
-    init = {}
-    if start is not None:
-        start = np.asarray(start)
-        if start.shape[0] != len(data) or start.shape[1] < n_neighbors - 1:
-            raise ValueError(
-                f"start has shape {start.shape}, expected ({len(data)}, >= {n_neighbors - 1})"
-            )
-        own = np.arange(len(data), dtype=np.int32)[:, None]
-        init["init_graph"] = np.hstack([own, start[:, : n_neighbors - 1].astype(np.int32)])
-    index = NNDescent(data, n_neighbors=n_neighbors, random_state=seed, n_jobs=-1, **init)
-    idx, dist = index.neighbor_graph
-    return torch.from_numpy(dist[:, 1:]), torch.from_numpy(idx[:, 1:].astype(np.int64))
+    dist, idx = nn_descent(data, n_neighbors - 1, seed=seed, start=start)
+    return torch.from_numpy(dist), torch.from_numpy(idx)
+
+
+def ab_params(spread: float, min_dist: float) -> tuple[float, float]:
+    """``(a, b)`` of the low-dimensional similarity ``1 / (1 + a d^(2b))``: the least-squares fit
+    (``scipy.optimize.curve_fit``) to ``1`` for ``d < min_dist`` and
+    ``exp(-(d - min_dist) / spread)`` beyond, at 300 points of ``[0, 3 spread]`` (umap-learn's
+    ``find_ab_params``)."""
+    from scipy.optimize import curve_fit
+
+    d = np.linspace(0, spread * 3, 300)
+    target = np.where(d < min_dist, 1.0, np.exp(-(d - min_dist) / spread))
+    (a, b), _ = curve_fit(lambda x, a, b: 1.0 / (1.0 + a * x ** (2 * b)), d, target)
+    return float(a), float(b)
+
+
+def epochs_per_sample(weights: np.ndarray, n_epochs: int) -> np.ndarray:
+    """Epochs between two samples of each edge: ``max w / w`` (umap-learn's
+    ``make_epochs_per_sample``: an edge of the largest weight is sampled every epoch, one of
+    weight ``w`` ``n_epochs w / max w`` times in all); -1 for an edge never sampled."""
+    samples = n_epochs * (weights / weights.max())
+    out = np.full(len(weights), -1.0)
+    out[samples > 0] = float(n_epochs) / samples[samples > 0].astype(np.float64)
+    return out
 
 
 def _initial(data, graph, n_components, init, rng) -> np.ndarray:

@@ -147,8 +147,8 @@ def test_bad_arguments(acts):
 
 @pytest.mark.slow
 def test_umap_initialised_from_the_previous_depth(acts, engine):
-    """The one UMAP test (N = 450 < 4096 keeps pynndescent's extra compile away): ~40 s the
-    first time on a machine, ~15 s once numba's cache in the explorer cache dir is warm."""
+    """The one UMAP test of the demo: ~40 s the first time on a machine, ~15 s once numba's
+    cache in the explorer cache dir is warm."""
     user_dir = os.environ.get("NUMBA_CACHE_DIR")
     p = project(acts, "umap", depths=[2, 3], init_previous=True, engine=engine)
     _assert_alignment_helps(p)

@@ -48,16 +48,18 @@ def test_same_seed_same_layout_at_any_thread_count(digits):
 
     x = digits[0][:600]
     before = numba.get_num_threads()
+    runs = {}
     try:
-        numba.set_num_threads(1)
-        one = umap_layout(x, seed=3, n_epochs=60)
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        many = umap_layout(x, seed=3, n_epochs=60)
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            for search in ("exact", "nndescent"):
+                runs[threads, search] = umap_layout(x, seed=3, n_epochs=60, neighbor_search=search)
     finally:
         numba.set_num_threads(before)
-    np.testing.assert_array_equal(one, many)
+    for search in ("exact", "nndescent"):
+        np.testing.assert_array_equal(runs[1, search], runs[numba.config.NUMBA_NUM_THREADS, search])
     other = umap_layout(x, seed=4, n_epochs=60)
-    assert not np.array_equal(one, other)
+    assert not np.array_equal(runs[1, "exact"], other)
 
 
 def test_quality_matches_umap_learn_on_the_digits(digits):
@@ -107,7 +109,7 @@ def test_options_umap_learn_has_and_we_do_not_name_the_way_out(digits, engine):
     assert p.raw[0].shape == (200, 2)
 
 
-def test_nn_descent_is_reproducible_at_the_same_thread_count(digits):
+def test_nn_descent_is_reproducible(digits):
     from explorer.kernel.umap_layout import umap_layout
 
     x = digits[0]

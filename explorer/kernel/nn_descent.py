@@ -1,0 +1,379 @@
+"""Approximate k nearest neighbours by NN-descent, seeded by random-projection trees or by a
+previous neighbour graph; parallel, deterministic, and compiled once into numba's disk cache.
+
+**NN-descent** (Dong, Charikar & Li 2011, "Efficient k-nearest neighbor graph construction for
+generic similarity measures"): a neighbour of a neighbour is likely a neighbour. Each point keeps
+its ``k`` best candidates found so far, sorted by (squared Euclidean distance, index). Each round:
+
+1. every point ``v`` gathers its neighbours and reverse neighbours (the points that list ``v``),
+   split into *new* (entered its list since ``v`` was last joined) and *old*, keeping at most
+   ``max_candidates`` of each, chosen by a random priority (pynndescent's sampling);
+2. the **local join**: every pair ``(p, q)`` of ``v``'s candidates with at least one new is
+   measured, and ``q`` is offered to ``p``'s list and ``p`` to ``q``'s;
+3. the round ends when fewer than ``delta * N * k`` offers changed a list, or after ``n_iters``.
+
+**Initialisation**: the leaves of ``n_trees`` random-projection trees (Dasgupta & Freund 2008;
+each node splits its points by the hyperplane halfway between two of them, drawn at random, down
+to ``leaf_size`` points) join all their pairs, as in pynndescent, and lists still short are
+filled with random points. ``start`` (e.g. the previous depth's neighbours) replaces the trees.
+
+**Determinism**: random draws are hashes of ``(seed, counters)``; offers are collected first and
+then applied per list, and a list keeps the ``k`` smallest (distance, index) pairs offered
+whatever their order, so the result depends on the seed only, not on the number of threads.
+
+The parameters default to umap-learn's for pynndescent (``n_trees = 5 + round(sqrt(N) / 20)``,
+at most 64; ``n_iters = max(5, round(log2 N))``; ``max_candidates = 60``; pynndescent's
+``leaf_size = max(60, min(256, 5 k))``). Unlike pynndescent, every kernel here is ``cache=True``:
+a new process loads compiled code instead of compiling for ~40 s.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from explorer.kernel._random import GOLDEN, below, mix
+
+__all__ = ["nn_descent"]
+
+_NO_PRIORITY = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def nn_descent(
+    X: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    start: np.ndarray | None = None,
+    n_trees: int | None = None,
+    leaf_size: int | None = None,
+    n_iters: int | None = None,
+    max_candidates: int = 60,
+    delta: float = 0.001,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` approximate nearest neighbours of each row of ``X`` other than itself.
+
+    Parameters
+    ----------
+    X : float array (N, D)
+        Euclidean distances; computed in float32.
+    k : int
+        ``1 <= k < N``.
+    seed : int
+    start : int array (N, >= k), optional
+        Initial candidates per point (e.g. the previous depth's neighbours); entries that are
+        negative, out of range or the point itself are ignored. Replaces the trees.
+    n_trees, leaf_size, n_iters, max_candidates, delta
+        See the module docstring.
+
+    Returns
+    -------
+    (distances float32 (N, k), indices int64 (N, k)), each row sorted by distance.
+    """
+    x = np.ascontiguousarray(X, dtype=np.float32)
+    n = x.shape[0]
+    if x.ndim != 2 or not 1 <= k < n:
+        raise ValueError(f"need an (N, D) array with N > k >= 1, got shape {x.shape} and k={k}")
+    n_iters = max(5, int(round(np.log2(n)))) if n_iters is None else n_iters
+    idx = np.full((n, k), -1, np.int32)
+    dist = np.full((n, k), np.inf, np.float32)
+    new = np.zeros((n, k), np.uint8)
+    if start is not None:
+        start = np.asarray(start)
+        if start.ndim != 2 or start.shape[0] != n or start.shape[1] < k:
+            raise ValueError(f"start has shape {start.shape}, expected ({n}, >= {k})")
+        _from_graph(x, idx, dist, new, np.ascontiguousarray(start[:, :k], dtype=np.int64))
+    else:
+        trees = min(64, 5 + int(round(n**0.5 / 20))) if n_trees is None else n_trees
+        leaf = max(60, min(256, 5 * k)) if leaf_size is None else leaf_size
+        leaves = _forest(x, trees, max(leaf, 2), seed)
+        _join_lists(x, idx, dist, new, leaves, np.empty((len(leaves), 0), np.int32))
+    _fill_random(x, idx, dist, new, seed)
+    for round_ in range(n_iters):
+        fresh, old = _candidates(idx, new, max_candidates, seed, round_)
+        changed = _join_lists(x, idx, dist, new, fresh, old)
+        if changed <= delta * n * k:
+            break
+    return np.sqrt(dist), idx.astype(np.int64)
+
+
+def _join_lists(x, idx, dist, new, fresh, old, updates: int = 1 << 22) -> int:
+    """Local joins of the candidate lists (rows of ``fresh`` x (``fresh`` and ``old``)), in
+    blocks of rows that keep at most ``updates`` offers in memory; returns the lists changed."""
+    m, m_old = fresh.shape[1], old.shape[1]
+    per_row = max(1, m * (m - 1) // 2 + m * m_old)
+    block = max(1, updates // per_row)
+    changed = 0
+    for b0 in range(0, len(fresh), block):
+        p, q, d, counts = _offers(x, dist, fresh[b0 : b0 + block], old[b0 : b0 + block], per_row)
+        changed += _apply(idx, dist, new, p, q, d, counts)
+    return changed
+
+
+@numba.njit(fastmath=True, cache=True)
+def _sqdist(x, p, q):
+    s = np.float32(0.0)
+    for t in range(x.shape[1]):
+        d = x[p, t] - x[q, t]
+        s += d * d
+    return s
+
+
+@numba.njit(cache=True)
+def _push(idx, dist, new, r, j, d):
+    """Offer ``j`` at squared distance ``d`` to row ``r`` (sorted by (distance, index));
+    returns 1 if it entered."""
+    last = idx.shape[1] - 1
+    if d > dist[r, last] or (d == dist[r, last] and j >= idx[r, last]):
+        return 0
+    for t in range(last + 1):
+        if idx[r, t] == j:
+            return 0
+    p = last
+    while p > 0 and (dist[r, p - 1] > d or (dist[r, p - 1] == d and idx[r, p - 1] > j)):
+        idx[r, p] = idx[r, p - 1]
+        dist[r, p] = dist[r, p - 1]
+        new[r, p] = new[r, p - 1]
+        p -= 1
+    idx[r, p] = j
+    dist[r, p] = d
+    new[r, p] = 1
+    return 1
+
+
+@numba.njit(parallel=True, cache=True)
+def _from_graph(x, idx, dist, new, start):
+    n = x.shape[0]
+    for r in numba.prange(n):
+        for t in range(start.shape[1]):
+            j = start[r, t]
+            if 0 <= j < n and j != r:
+                _push(idx, dist, new, r, np.int32(j), _sqdist(x, r, j))
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill_random(x, idx, dist, new, seed):
+    """Fill the lists that are still short with random points."""
+    n, k = idx.shape
+    base = mix(np.uint64(seed) * GOLDEN + np.uint64(0x5EED))
+    for r in numba.prange(n):
+        draw = np.uint64(0)
+        while idx[r, k - 1] < 0:
+            draw += np.uint64(1)
+            j = below(mix(base ^ (np.uint64(r) * GOLDEN) + draw * GOLDEN), n)
+            if j != r:
+                _push(idx, dist, new, r, np.int32(j), _sqdist(x, r, j))
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _offers(x, dist, fresh, old, per_row):
+    """The local join of each candidate list: pairs (p, q, squared distance) that would enter
+    p's or q's list as it stands, ``per_row`` slots per list, and their counts."""
+    rows, m = fresh.shape
+    m_old = old.shape[1]
+    last = dist.shape[1] - 1
+    up_p = np.empty((rows, per_row), np.int32)
+    up_q = np.empty((rows, per_row), np.int32)
+    up_d = np.empty((rows, per_row), np.float32)
+    counts = np.zeros(rows, np.int64)
+    for v in numba.prange(rows):
+        c = 0
+        for a in range(m):
+            p = fresh[v, a]
+            if p < 0:
+                break
+            for b in range(a + 1, m + m_old):
+                q = fresh[v, b] if b < m else old[v, b - m]
+                if q < 0:
+                    if b < m:
+                        continue
+                    break
+                if q == p:
+                    continue
+                d = _sqdist(x, p, q)
+                if d < dist[p, last] or d < dist[q, last]:
+                    up_p[v, c] = p
+                    up_q[v, c] = q
+                    up_d[v, c] = d
+                    c += 1
+        counts[v] = c
+    return up_p, up_q, up_d, counts
+
+
+@numba.njit(parallel=True, cache=True)
+def _apply(idx, dist, new, up_p, up_q, up_d, counts):
+    """Apply the offers to both ends' lists, grouped by list (a counting sort), one list per
+    thread; returns how many offers entered a list."""
+    n = idx.shape[0]
+    begin = np.zeros(n + 1, np.int64)
+    for v in range(up_p.shape[0]):
+        for c in range(counts[v]):
+            begin[up_p[v, c] + 1] += 1
+            begin[up_q[v, c] + 1] += 1
+    for r in range(n):
+        begin[r + 1] += begin[r]
+    other = np.empty(begin[n], np.int32)
+    other_d = np.empty(begin[n], np.float32)
+    fill = begin[:n].copy()
+    for v in range(up_p.shape[0]):
+        for c in range(counts[v]):
+            p, q, d = up_p[v, c], up_q[v, c], up_d[v, c]
+            other[fill[p]], other_d[fill[p]] = q, d
+            fill[p] += 1
+            other[fill[q]], other_d[fill[q]] = p, d
+            fill[q] += 1
+    entered = np.zeros(n, np.int64)
+    for r in numba.prange(n):
+        for e in range(begin[r], begin[r + 1]):
+            entered[r] += _push(idx, dist, new, r, other[e], other_d[e])
+    return entered.sum()
+
+
+@numba.njit(cache=True)
+def _keep(lists, priority, r, j, pri):
+    """Keep ``j`` in row ``r`` of ``lists`` if its priority is among the row's smallest."""
+    last = lists.shape[1] - 1
+    if pri >= priority[r, last]:
+        return
+    for t in range(last + 1):
+        if lists[r, t] == j:
+            return
+    p = last
+    while p > 0 and priority[r, p - 1] > pri:
+        lists[r, p] = lists[r, p - 1]
+        priority[r, p] = priority[r, p - 1]
+        p -= 1
+    lists[r, p] = j
+    priority[r, p] = pri
+
+
+@numba.njit(parallel=True, cache=True)
+def _candidates(idx, new, m, seed, round_):
+    """Each point's new and old candidates (neighbours and reverse neighbours, at most ``m``
+    of each, by a random priority per pair); the new ones taken from a point's own list are
+    marked old there."""
+    n, k = idx.shape
+    begin = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        for t in range(k):
+            if idx[i, t] >= 0:
+                begin[idx[i, t] + 1] += 1
+    for r in range(n):
+        begin[r + 1] += begin[r]
+    rev = np.empty(begin[n], np.int32)
+    rev_new = np.empty(begin[n], np.uint8)
+    fill = begin[:n].copy()
+    for i in range(n):
+        for t in range(k):
+            j = idx[i, t]
+            if j >= 0:
+                rev[fill[j]], rev_new[fill[j]] = i, new[i, t]
+                fill[j] += 1
+    fresh = np.full((n, m), -1, np.int32)
+    old = np.full((n, m), -1, np.int32)
+    fresh_pri = np.full((n, m), _NO_PRIORITY, np.uint64)
+    old_pri = np.full((n, m), _NO_PRIORITY, np.uint64)
+    base = mix(np.uint64(seed) * GOLDEN + np.uint64(round_ + 1))
+    for v in numba.prange(n):
+        for e in range(k + begin[v + 1] - begin[v]):
+            if e < k:
+                j, is_new = idx[v, e], new[v, e]
+            else:
+                j, is_new = rev[begin[v] + e - k], rev_new[begin[v] + e - k]
+            if j < 0:
+                continue
+            lo, hi = min(v, j), max(v, j)
+            pri = mix(base ^ (np.uint64(lo) * GOLDEN) ^ mix(np.uint64(hi) + GOLDEN))
+            if is_new:
+                _keep(fresh, fresh_pri, v, j, pri)
+            else:
+                _keep(old, old_pri, v, j, pri)
+    for v in numba.prange(n):
+        for t in range(k):
+            if new[v, t]:
+                for s in range(m):
+                    if fresh[v, s] == idx[v, t]:
+                        new[v, t] = 0
+                        break
+    return fresh, old
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _forest(x, n_trees, leaf_size, seed):
+    """The leaves of ``n_trees`` random-projection trees, one row of point indices per leaf
+    (padded with -1)."""
+    n = x.shape[0]
+    leaf_range = np.zeros((n_trees, n, 2), np.int64)
+    n_leaves = np.zeros(n_trees, np.int64)
+    order = np.empty((n_trees, n), np.int32)
+    for t in numba.prange(n_trees):
+        _tree(x, order[t], leaf_range[t], n_leaves, t, leaf_size, seed)
+    leaves = np.full((n_leaves.sum(), leaf_size), -1, np.int32)
+    row = 0
+    for t in range(n_trees):
+        for f in range(n_leaves[t]):
+            b0, b1 = leaf_range[t, f, 0], leaf_range[t, f, 1]
+            for i in range(b1 - b0):
+                leaves[row, i] = order[t, b0 + i]
+            row += 1
+    return leaves
+
+
+@numba.njit(fastmath=True, cache=True)
+def _tree(x, order, leaf_range, n_leaves, tree, leaf_size, seed):
+    """One tree, depth first: ``order`` ends up with the points grouped by leaf, leaf ``f``
+    being ``order[leaf_range[f, 0]:leaf_range[f, 1]]``."""
+    n, dim = x.shape
+    for i in range(n):
+        order[i] = i
+    normal = np.empty(dim, np.float32)
+    left = np.empty(n, np.uint8)
+    spare = np.empty(n, np.int32)
+    stack = np.empty((130, 2), np.int64)  # the smaller half is split first: depth <= log2(n)
+    stack[0, 0], stack[0, 1] = 0, n
+    top = 1
+    nodes = np.uint64(0)
+    base = mix(np.uint64(seed) * GOLDEN + np.uint64(tree) + np.uint64(0x7EE5))
+    count = 0
+    while top > 0:
+        top -= 1
+        s, e = stack[top, 0], stack[top, 1]
+        if e - s <= leaf_size:
+            leaf_range[count, 0], leaf_range[count, 1] = s, e
+            count += 1
+            continue
+        nodes += np.uint64(1)
+        h = mix(base ^ (nodes * GOLDEN))
+        a = order[s + below(h, e - s)]
+        b = order[s + below(mix(h), e - s)]
+        offset = np.float32(0.0)
+        for d in range(dim):
+            normal[d] = x[a, d] - x[b, d]
+            offset += normal[d] * (x[a, d] + x[b, d]) * np.float32(0.5)
+        n_left = 0
+        for i in range(s, e):
+            margin = -offset
+            for d in range(dim):
+                margin += normal[d] * x[order[i], d]
+            side = margin > 0 if margin != 0 else (mix(h + np.uint64(i)) >> np.uint64(63)) == 1
+            left[i] = side
+            n_left += side
+        if n_left == 0 or n_left == e - s:  # no split (e.g. identical points): halve
+            mid = s + (e - s) // 2
+        else:
+            lo, hi = s, s + n_left
+            for i in range(s, e):
+                if left[i]:
+                    spare[lo] = order[i]
+                    lo += 1
+                else:
+                    spare[hi] = order[i]
+                    hi += 1
+            for i in range(s, e):
+                order[i] = spare[i]
+            mid = s + n_left
+        small, large = ((s, mid), (mid, e)) if mid - s <= e - mid else ((mid, e), (s, mid))
+        stack[top, 0], stack[top, 1] = large
+        stack[top + 1, 0], stack[top + 1, 1] = small
+        top += 2
+    n_leaves[tree] = count
