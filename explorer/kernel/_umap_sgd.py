@@ -15,6 +15,12 @@ umap-learn also moves ``y_k`` by the opposite attraction (``move_other``) and me
 both ends; here ``k`` moves itself when its own row meets the edge, so the attraction is applied
 with weight ``attract = 2`` to give every point the same pull per sample as there.
 
+The negative samples of one sampled edge are all measured from the point's position after that
+edge's attraction, and their moves are summed and applied together (umap-learn moves the point
+after each): the samples no longer wait on each other, so the processor overlaps their powers and
+divisions, ~20 % faster per epoch at 50,000 points, at the same quality (the tests against
+umap-learn, ``benchmarks/projection_speed.py``).
+
 The arithmetic is float32, as the positions are (float64 powers and divisions made an epoch ~1.5x
 slower), and a negative sample is ``m = floor(h N / 2^32)`` from the high 32 bits ``h`` of the
 hash (Lemire 2019: no 64-bit division; N < 2^32).
@@ -61,7 +67,9 @@ def sgd_epoch(
     pull = np.float32(attract) * alpha
     zero, one, two, tiny = np.float32(0.0), np.float32(1.0), np.float32(2.0), np.float32(0.001)
     base = mix(np.uint64(seed) * GOLDEN + np.uint64(epoch))
+    steps = np.empty((n, dim), np.float32)
     for j in numba.prange(n):
+        step = steps[j]  # the summed repulsion of one edge's negative samples
         stream = mix(base ^ (np.uint64(j) * GOLDEN))
         draw = np.uint64(0)
         for e in range(indptr[j], indptr[j + 1]):
@@ -80,6 +88,8 @@ def sgd_epoch(
             next_sample[e] += epochs_per_sample[e]
 
             n_neg = int((epoch - next_negative[e]) / epochs_per_negative[e])
+            for d in range(dim):
+                step[d] = zero
             for _ in range(n_neg):
                 draw += np.uint64(1)
                 m = below(mix(stream + draw * GOLDEN), n)
@@ -92,5 +102,7 @@ def sgd_epoch(
                 if d2 > zero:
                     coeff = two * gamma * b / ((tiny + d2) * (a * d2**b + one))
                     for d in range(dim):
-                        y[j, d] += alpha * _clip(coeff * (y[j, d] - prev[m, d]))
+                        step[d] += alpha * _clip(coeff * (y[j, d] - prev[m, d]))
+            for d in range(dim):
+                y[j, d] += step[d]
             next_negative[e] += n_neg * epochs_per_negative[e]
