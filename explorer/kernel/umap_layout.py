@@ -77,7 +77,7 @@ def umap_layout(
     ----------
     X : array or tensor, shape (N, D)
         The neighbours are searched on the tensor's device; the rest runs on the CPU.
-    n_components : int
+    n_components : {1, 2, 3}
     n_neighbors, min_dist, spread, learning_rate, repulsion_strength, negative_sample_rate,
     local_connectivity, set_op_mix_ratio
         As in ``umap.UMAP`` (``n_neighbors`` counts the point itself, as there).
@@ -121,6 +121,11 @@ def umap_layout(
     n = t.shape[0]
     if not 2 <= n_neighbors <= n:
         raise ValueError(f"n_neighbors must be between 2 and N = {n}, got {n_neighbors}")
+    if not 1 <= n_components <= 3:
+        raise ValueError(
+            f"n_components must be 1, 2 or 3, got {n_components} (umap-learn lays out more: "
+            "implementation='umap-learn')"
+        )
     dist, idx = neighbors or search_neighbors(t, n_neighbors, seed, neighbor_search)
     self_col = np.arange(n, dtype=np.int64)[:, None]
     knn_idx = np.hstack([self_col, idx[:, : n_neighbors - 1].cpu().numpy().astype(np.int64)])

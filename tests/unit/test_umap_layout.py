@@ -207,3 +207,17 @@ def test_a_warm_depth_after_a_cached_one_is_the_same_as_in_one_run(engine):
     assert resumed.job.cached == {0}
     whole = project(acts, "umap", cache=False, **opts)
     np.testing.assert_array_equal(resumed.raw[1], whole.raw[1])
+
+
+def test_one_two_or_three_components(digits):
+    """The layout kernel holds a point in three scalars: 1 to 3 components, more is refused
+    with the way out. In 3-D the digits keep their classes apart as in 2-D."""
+    from explorer.kernel.umap_layout import umap_layout
+
+    x, y = digits[0][:800], digits[1][:800]
+    for k in (1, 3):
+        out = umap_layout(x, k, seed=0, n_epochs=100)
+        assert out.shape == (800, k) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert knn_accuracy(out, y, 10) > 0.9
+    with pytest.raises(ValueError, match="implementation='umap-learn'"):
+        umap_layout(x, 4)
