@@ -13,7 +13,8 @@ with numba already compiled (a warm-up of each on 5,000 points first):
 * ours: ``ex.project(acts, "umap", cache=False)`` for one depth (the disk cache off): exact
   neighbours up to 20,000 points, explorer's NN-descent above.
 
-Printed per size: both times (median of ``--repeat``), the ratio, and both qualities:
+Printed per size: both times (median of ``--repeat`` runs, the two sides taking turns so that
+both meet the same load), the median of the runs' ratios, and both qualities:
 trustworthiness at k = 10 (``sklearn.manifold.trustworthiness`` on a seeded subset of
 ``--quality-points`` points; the same subset for both) and the leave-one-out 10-NN label accuracy
 of the whole layout (:func:`explorer.kernel.knn_accuracy`). Quote the figures with the core count
@@ -51,13 +52,19 @@ def embeddings(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     return x, label
 
 
-def timed(fn, repeat: int):
-    times, out = [], None
+def timed(fns, repeat: int):
+    """Run the functions in turn ``repeat`` times (so both sides meet the same load, on a
+    machine whose speed drifts), and return each one's median seconds, its median ratio to the
+    first's, and its last output."""
+    times = [[] for _ in fns]
+    outs = [None] * len(fns)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[i] = fn()
+            times[i].append(time.perf_counter() - t0)
+    ratios = [statistics.median(t / t0 for t, t0 in zip(ts, times[0], strict=True)) for ts in times]
+    return [statistics.median(ts) for ts in times], ratios, outs
 
 
 def quality(x, low, label, keep) -> tuple[float, float]:
@@ -111,15 +118,21 @@ def main() -> None:
         x, label = embeddings(n, args.dim)
         rng = np.random.default_rng(0)
         keep = np.sort(rng.choice(n, min(n, args.quality_points), replace=False))
-        t_ours, low = timed(lambda x=x: ours(x), args.repeat)
-        q_ours = quality(x, low, label, keep)
+        sides = [lambda x=x: ours(x)] + ([] if args.ours_only else [lambda x=x: theirs(x)])
+        seconds, ratios, outs = timed(sides, args.repeat)
+        q_ours = quality(x, outs[0], label, keep)
         if args.ours_only:
-            t_ref, q_ref = float("nan"), (float("nan"), float("nan"))
+            t_ours, t_ref, ratio, q_ref = (
+                seconds[0],
+                float("nan"),
+                float("nan"),
+                (float("nan"),) * 2,
+            )
         else:
-            t_ref, ref = timed(lambda x=x: theirs(x), args.repeat)
-            q_ref = quality(x, ref, label, keep)
+            (t_ours, t_ref), ratio = seconds, ratios[1]
+            q_ref = quality(x, outs[1], label, keep)
         print(
-            f"{n:>7} {t_ours:>7.2f} {t_ref:>12.2f} {t_ref / t_ours:>5.2f}x"
+            f"{n:>7} {t_ours:>7.2f} {t_ref:>12.2f} {ratio:>5.2f}x"
             f" {q_ours[0]:>10.4f} {q_ref[0]:>9.4f} {q_ours[1]:>10.4f} {q_ref[1]:>9.4f}",
             flush=True,
         )
