@@ -202,31 +202,43 @@ def _offers(x, dist, fresh, old, per_row):
 
 @numba.njit(parallel=True, cache=True)
 def _apply(idx, dist, new, up_p, up_q, up_d, counts):
-    """Apply the offers to both ends' lists, grouped by list (a counting sort), one list per
-    thread; returns how many offers entered a list."""
+    """Apply the offers to both ends' lists, grouped by list, one list per thread; returns how
+    many offers entered a list."""
     n = idx.shape[0]
-    begin = np.zeros(n + 1, np.int64)
+    ends = np.empty(2 * counts.sum(), np.int64)  # offer o joins ends[2 o] and ends[2 o + 1]
+    d2 = np.empty(counts.sum(), np.float32)
+    o = 0
     for v in range(up_p.shape[0]):
         for c in range(counts[v]):
-            begin[up_p[v, c] + 1] += 1
-            begin[up_q[v, c] + 1] += 1
-    for r in range(n):
-        begin[r + 1] += begin[r]
-    other = np.empty(begin[n], np.int32)
-    other_d = np.empty(begin[n], np.float32)
-    fill = begin[:n].copy()
-    for v in range(up_p.shape[0]):
-        for c in range(counts[v]):
-            p, q, d = up_p[v, c], up_q[v, c], up_d[v, c]
-            other[fill[p]], other_d[fill[p]] = q, d
-            fill[p] += 1
-            other[fill[q]], other_d[fill[q]] = p, d
-            fill[q] += 1
+            ends[2 * o], ends[2 * o + 1], d2[o] = up_p[v, c], up_q[v, c], up_d[v, c]
+            o += 1
+    begin, order = _group(ends, n)
     entered = np.zeros(n, np.int64)
     for r in numba.prange(n):
         for e in range(begin[r], begin[r + 1]):
-            entered[r] += _push(idx, dist, new, r, other[e], other_d[e])
+            at = order[e]
+            entered[r] += _push(idx, dist, new, r, np.int32(ends[at ^ 1]), d2[at >> 1])
     return entered.sum()
+
+
+@numba.njit(cache=True)
+def _group(keys, n):
+    """A counting sort of ``keys`` (in ``[0, n)``; negative ones are left out): ``(begin,
+    order)`` with the positions of the keys equal to ``r`` at ``order[begin[r]:begin[r + 1]]``,
+    in increasing order."""
+    begin = np.zeros(n + 1, np.int64)
+    for key in keys:
+        if key >= 0:
+            begin[key + 1] += 1
+    for r in range(n):
+        begin[r + 1] += begin[r]
+    order = np.empty(begin[n], np.int64)
+    fill = begin[:n].copy()
+    for at in range(len(keys)):
+        if keys[at] >= 0:
+            order[fill[keys[at]]] = at
+            fill[keys[at]] += 1
+    return begin, order
 
 
 @numba.njit(cache=True)
@@ -253,22 +265,7 @@ def _candidates(idx, new, m, seed, round_):
     of each, by a random priority per pair); the new ones taken from a point's own list are
     marked old there."""
     n, k = idx.shape
-    begin = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        for t in range(k):
-            if idx[i, t] >= 0:
-                begin[idx[i, t] + 1] += 1
-    for r in range(n):
-        begin[r + 1] += begin[r]
-    rev = np.empty(begin[n], np.int32)
-    rev_new = np.empty(begin[n], np.uint8)
-    fill = begin[:n].copy()
-    for i in range(n):
-        for t in range(k):
-            j = idx[i, t]
-            if j >= 0:
-                rev[fill[j]], rev_new[fill[j]] = i, new[i, t]
-                fill[j] += 1
+    begin, order = _group(idx.ravel(), n)  # the lists that hold each point
     fresh = np.full((n, m), -1, np.int32)
     old = np.full((n, m), -1, np.int32)
     fresh_pri = np.full((n, m), _NO_PRIORITY, np.uint64)
@@ -279,7 +276,8 @@ def _candidates(idx, new, m, seed, round_):
             if e < k:
                 j, is_new = idx[v, e], new[v, e]
             else:
-                j, is_new = rev[begin[v] + e - k], rev_new[begin[v] + e - k]
+                at = order[begin[v] + e - k]  # v is in list at // k, at place at % k
+                j, is_new = at // k, new[at // k, at % k]
             if j < 0:
                 continue
             lo, hi = min(v, j), max(v, j)
