@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 
 METHODS = ("pca", "umap", "tsne")
-# 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule
+# 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule;
+# 5: explorer's NN-descent and fuzzy graph, one edge's negative samples summed
 _KEY_FORMAT = "explorer.project/5"
 
 
@@ -578,10 +579,9 @@ def warm_umap(force: bool = False) -> float | None:
     from explorer.kernel.umap_layout import umap_layout
 
     points = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    first = umap_layout(points, n_neighbors=10, n_epochs=2, neighbor_search="exact")
+    umap_layout(points, n_neighbors=10, n_epochs=2, neighbor_search="exact")
     neighbours = nn_descent(points, 9)[1]
     nn_descent(points, 9, start=neighbours)  # the warm start's own code
-    umap_layout(points, n_neighbors=10, n_epochs=2, init=first, previous_neighbors=neighbours)
     seconds = time.perf_counter() - start
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)

@@ -47,9 +47,10 @@ def fuzzy_graph(
     idx = np.asarray(knn_idx)
     n, k = dist.shape
     sigma, rho = _smooth_knn_dist(dist, float(k), float(local_connectivity))
+    excess = dist - rho[:, None]
     with np.errstate(over="ignore"):
-        weight = np.exp(-((dist - rho[:, None]) / sigma[:, None]))
-    weight[(dist - rho[:, None] <= 0) | (sigma[:, None] == 0)] = 1.0
+        weight = np.exp(-(excess / sigma[:, None]))
+    weight[(excess <= 0) | (sigma[:, None] == 0)] = 1.0
     weight[idx == np.arange(n)[:, None]] = 0.0
     kept = idx != -1
     rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)[kept]

@@ -121,8 +121,8 @@ def _sqdist(x, p, q):
 
 @numba.njit(cache=True)
 def _push(idx, dist, new, r, j, d):
-    """Offer ``j`` at squared distance ``d`` to row ``r`` (sorted by (distance, index));
-    returns 1 if it entered."""
+    """Offer ``j`` at squared distance ``d`` to row ``r`` (sorted by (distance, index)), marked
+    new; returns 1 if it entered. Also keeps candidate lists, with a priority for the distance."""
     last = idx.shape[1] - 1
     if d > dist[r, last] or (d == dist[r, last] and j >= idx[r, last]):
         return 0
@@ -241,24 +241,6 @@ def _group(keys, n):
     return begin, order
 
 
-@numba.njit(cache=True)
-def _keep(lists, priority, r, j, pri):
-    """Keep ``j`` in row ``r`` of ``lists`` if its priority is among the row's smallest."""
-    last = lists.shape[1] - 1
-    if pri >= priority[r, last]:
-        return
-    for t in range(last + 1):
-        if lists[r, t] == j:
-            return
-    p = last
-    while p > 0 and priority[r, p - 1] > pri:
-        lists[r, p] = lists[r, p - 1]
-        priority[r, p] = priority[r, p - 1]
-        p -= 1
-    lists[r, p] = j
-    priority[r, p] = pri
-
-
 @numba.njit(parallel=True, cache=True)
 def _candidates(idx, new, m, seed, round_):
     """Each point's new and old candidates (neighbours and reverse neighbours, at most ``m``
@@ -270,6 +252,7 @@ def _candidates(idx, new, m, seed, round_):
     old = np.full((n, m), -1, np.int32)
     fresh_pri = np.full((n, m), _NO_PRIORITY, np.uint64)
     old_pri = np.full((n, m), _NO_PRIORITY, np.uint64)
+    unused = np.empty((n, m), np.uint8)  # _push's new-marks, which candidate lists do not need
     base = mix(np.uint64(seed) * GOLDEN + np.uint64(round_ + 1))
     for v in numba.prange(n):
         for e in range(k + begin[v + 1] - begin[v]):
@@ -283,9 +266,9 @@ def _candidates(idx, new, m, seed, round_):
             lo, hi = min(v, j), max(v, j)
             pri = mix(base ^ (np.uint64(lo) * GOLDEN) ^ mix(np.uint64(hi) + GOLDEN))
             if is_new:
-                _keep(fresh, fresh_pri, v, j, pri)
+                _push(fresh, fresh_pri, unused, v, j, pri)
             else:
-                _keep(old, old_pri, v, j, pri)
+                _push(old, old_pri, unused, v, j, pri)
     for v in numba.prange(n):
         for t in range(k):
             if new[v, t]:
