@@ -52,8 +52,9 @@ __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 
 METHODS = ("pca", "umap", "tsne")
 # 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule;
-# 5: explorer's NN-descent and fuzzy graph, one edge's negative samples summed
-_KEY_FORMAT = "explorer.project/5"
+# 5: explorer's NN-descent and fuzzy graph, one edge's negative samples summed;
+# 6: a point's negative samples of one epoch summed, vectorised powf
+_KEY_FORMAT = "explorer.project/6"
 
 
 def project(
@@ -569,7 +570,8 @@ def warm_umap(force: bool = False) -> float | None:
     stamp = numba_cache_dir() / "explorer-umap-warm.stamp"
     kernel = Path(__file__).parent / "kernel"
     sources = hashlib.sha256(version("numba").encode())
-    for name in ("umap_layout.py", "_umap_sgd.py", "_random.py", "nn_descent.py", "fuzzy_graph.py"):
+    names = ("umap_layout", "_umap_sgd", "_fastmath", "_random", "nn_descent", "fuzzy_graph")
+    for name in (f"{name}.py" for name in names):
         sources.update((kernel / name).read_bytes())
     if not force and stamp.is_file() and stamp.read_text() == sources.hexdigest():
         return None

@@ -15,11 +15,16 @@ umap-learn also moves ``y_k`` by the opposite attraction (``move_other``) and me
 both ends; here ``k`` moves itself when its own row meets the edge, so the attraction is applied
 with weight ``attract = 2`` to give every point the same pull per sample as there.
 
-The negative samples of one sampled edge are all measured from the point's position after that
-edge's attraction, and their moves are summed and applied together (umap-learn moves the point
-after each): the samples no longer wait on each other, so the processor overlaps their powers and
-divisions, ~20 % faster per epoch at 50,000 points, at the same quality (the tests against
-umap-learn, ``benchmarks/projection_speed.py``).
+The point first meets its edges sampled this epoch one after the other (attraction), then all
+their negative samples (``negative_sample_rate`` per sampled edge), each measured from the
+point's position after the attractions, their moves summed and applied together (umap-learn
+moves the point after each sample, interleaved with the attractions). That second loop has no
+branch and no library call, so LLVM turns it into vector code (gathers of the sampled points,
+:func:`explorer.kernel._fastmath.powf` for ``d2^b``): an epoch at 50,000 points takes ~2.2x less
+time than with one edge's samples at a time and the C library's ``powf``, at the same quality
+(trustworthiness 0.9961 vs 0.9957, 10-NN accuracy 1.0 both; the tests against umap-learn,
+``benchmarks/projection_speed.py``). The attractions stay sequential: measured all from the
+epoch's starting position instead, the same layout is slower and less trustworthy (0.9941).
 
 The arithmetic is float32, as the positions are (float64 powers and divisions made an epoch ~1.5x
 slower), and a negative sample is ``m = floor(h N / 2^32)`` from the high 32 bits ``h`` of the
@@ -31,6 +36,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from explorer.kernel._fastmath import powf
 from explorer.kernel._random import GOLDEN, below, mix
 
 _FOUR = np.float32(4.0)
@@ -71,7 +77,7 @@ def sgd_epoch(
     base = mix(np.uint64(seed) * GOLDEN + np.uint64(epoch))
     for j in numba.prange(n):
         stream = mix(base ^ (np.uint64(j) * GOLDEN))
-        draw = np.uint64(0)
+        n_negative = 0
         y0, y1, y2 = _point(y, j, dim)
         for e in range(indptr[j], indptr[j + 1]):
             if next_sample[e] > epoch:
@@ -80,30 +86,30 @@ def sgd_epoch(
             d0, d1, d2 = y0 - p0, y1 - p1, y2 - p2
             r2 = d0 * d0 + d1 * d1 + d2 * d2
             if r2 > zero:
-                r2b = r2**b  # one power: r2^(b-1) = r2^b / r2
+                r2b = powf(r2, b)  # one power: r2^(b-1) = r2^b / r2
                 coeff = -two * a * b * (r2b / r2) / (a * r2b + one)
                 y0 += pull * _clip(coeff * d0)
                 y1 += pull * _clip(coeff * d1)
                 y2 += pull * _clip(coeff * d2)
             next_sample[e] += epochs_per_sample[e]
-
             n_neg = int((epoch - next_negative[e]) / epochs_per_negative[e])
-            s0 = s1 = s2 = zero  # the summed repulsion of this edge's negative samples
-            for _ in range(n_neg):
-                draw += np.uint64(1)
-                m = below(mix(stream + draw * GOLDEN), n)
-                if m == j:
-                    continue
-                p0, p1, p2 = _point(prev, m, dim)
-                d0, d1, d2 = y0 - p0, y1 - p1, y2 - p2
-                r2 = d0 * d0 + d1 * d1 + d2 * d2
-                if r2 > zero:
-                    coeff = two * gamma * b / ((tiny + r2) * (a * r2**b + one))
-                    s0 += alpha * _clip(coeff * d0)
-                    s1 += alpha * _clip(coeff * d1)
-                    s2 += alpha * _clip(coeff * d2)
-            y0, y1, y2 = y0 + s0, y1 + s1, y2 + s2
             next_negative[e] += n_neg * epochs_per_negative[e]
+            n_negative += n_neg
+
+        # the negative samples of all the edges sampled above, from the point's position after
+        # their attractions: a loop without branches or calls, which LLVM vectorises
+        s0 = s1 = s2 = zero
+        for draw in range(1, n_negative + 1):
+            m = below(mix(stream + np.uint64(draw) * GOLDEN), n)
+            p0, p1, p2 = _point(prev, m, dim)
+            d0, d1, d2 = y0 - p0, y1 - p1, y2 - p2
+            r2 = d0 * d0 + d1 * d1 + d2 * d2
+            coeff = two * gamma * b / ((tiny + r2) * (a * powf(r2, b) + one))
+            coeff = coeff if m != j else zero
+            s0 += _clip(coeff * d0)
+            s1 += _clip(coeff * d1)
+            s2 += _clip(coeff * d2)
+        y0, y1, y2 = y0 + alpha * s0, y1 + alpha * s1, y2 + alpha * s2
         y[j, 0] = y0
         if dim > 1:
             y[j, 1] = y1

@@ -19,8 +19,8 @@ reproducible and checked against umap-learn's own functions in the tests:
    sampling schedule, same attraction and repulsion, same clipping and learning-rate decay
    ``alpha_n = alpha_0 (1 - n / n_epochs)``), run parallel over points by a numba kernel in which
    each point is moved only by its own thread, against the other points' positions at the start
-   of the epoch, the negative samples of one edge summed from one position, and the schedule
-   kept in float32 (:mod:`explorer.kernel._umap_sgd`); 1 to 3 components.
+   of the epoch, a point's negative samples of one epoch summed from one position in vector code,
+   and the schedule kept in float32 (:mod:`explorer.kernel._umap_sgd`); 1 to 3 components.
 
 umap-learn's pynndescent cannot use numba's disk cache and compiles for ~40 s in every new
 process; nothing here does after the first run on a machine.
