@@ -57,7 +57,7 @@ def umap_layout(
     n_neighbors: int = 15,
     min_dist: float = 0.1,
     spread: float = 1.0,
-    n_epochs: int = 200,
+    n_epochs: int | None = None,
     init: str | np.ndarray = "spectral",
     seed: int = 0,
     learning_rate: float = 1.0,
@@ -82,11 +82,13 @@ def umap_layout(
     n_neighbors, min_dist, spread, learning_rate, repulsion_strength, negative_sample_rate,
     local_connectivity, set_op_mix_ratio
         As in ``umap.UMAP`` (``n_neighbors`` counts the point itself, as there).
-    n_epochs : int, default 200
-        umap-learn's default above 10,000 points (it runs 500 below). 200 keep the quality on
-        small sets too: on scikit-learn's digits (1,797 points) trustworthiness (k = 10) 0.9856
-        and 10-NN label accuracy 0.9878, vs 0.9870/0.9889 with 500 epochs and 0.9884/0.9878 for
-        umap-learn's parallel mode (``tests/unit/test_umap_layout.py`` checks within 0.01).
+    n_epochs : int, optional
+        200, or for one component up to 10,000 points umap-learn's 500. umap-learn runs 500
+        below 10,000 points in any dimension, but in 2-D 200 keep the quality on small sets: on
+        scikit-learn's digits (1,797 points) trustworthiness (k = 10) 0.9888 and 10-NN label
+        accuracy 0.9889, vs 0.9885/0.9878 for umap-learn's parallel mode. A 1-D layout needs the
+        500: 0.9538/0.9605 at 200 epochs, 0.9761/0.9855 at 500, 0.9695/0.9861 for umap-learn
+        (``tests/unit/test_umap_layout.py`` checks 1 to 3 components within 0.01).
     init : {"spectral", "pca"} or array (N, n_components)
         ``"spectral"``: umap-learn's spectral layout of the graph; ``"pca"``: the first principal
         components; both scaled to [-10, 10] with seeded noise of 1e-4. An array is used as given
@@ -127,6 +129,8 @@ def umap_layout(
             f"n_components must be 1, 2 or 3, got {n_components} (umap-learn lays out more: "
             "implementation='umap-learn')"
         )
+    if n_epochs is None:
+        n_epochs = 500 if n_components == 1 and n <= 10_000 else 200
     dist, idx = neighbors or search_neighbors(t, n_neighbors, seed, neighbor_search)
     self_col = np.arange(n, dtype=np.int64)[:, None]
     knn_idx = np.hstack([self_col, idx[:, : n_neighbors - 1].cpu().numpy().astype(np.int64)])

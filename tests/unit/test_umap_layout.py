@@ -64,9 +64,11 @@ def test_same_seed_same_layout_at_any_thread_count(digits):
     assert not np.array_equal(runs[1, "exact"], other)
 
 
-def test_quality_matches_umap_learn_on_the_digits(digits):
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_quality_matches_umap_learn_on_the_digits(digits, dims):
     """Mean over three seeds of trustworthiness (k = 10) and leave-one-out 10-NN label accuracy
-    of the 2-D layout: explorer's UMAP within 0.01 of umap-learn's (seeded, the reference)."""
+    of the 1-, 2- and 3-D layouts: explorer's UMAP within 0.01 of umap-learn's (seeded, the
+    reference)."""
     from sklearn.manifold import trustworthiness
 
     from explorer.kernel.umap_layout import umap_layout
@@ -75,16 +77,16 @@ def test_quality_matches_umap_learn_on_the_digits(digits):
     umap = import_umap()
     ours, ref = [], []
     for seed in (0, 1, 2):
-        low = umap_layout(x, seed=seed)
+        low = umap_layout(x, dims, seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            low_ref = umap.UMAP(random_state=seed).fit_transform(x)
+            low_ref = umap.UMAP(n_components=dims, random_state=seed).fit_transform(x)
         for layout, out in ((low, ours), (low_ref, ref)):
             out.append((trustworthiness(x, layout, n_neighbors=10), knn_accuracy(layout, y, 10)))
     ours, ref = np.mean(ours, 0), np.mean(ref, 0)
     assert ours[0] >= ref[0] - 0.01, (ours, ref)  # trustworthiness
     assert ours[1] >= ref[1] - 0.01, (ours, ref)  # 10-NN label accuracy
-    assert ours[0] > 0.98 and ours[1] > 0.95
+    assert ours[0] > (0.95 if dims == 1 else 0.98) and ours[1] > 0.95
 
 
 def test_a_cached_layout_is_read_back_unchanged(digits, engine):
