@@ -17,9 +17,11 @@ each node splits its points by the hyperplane halfway between two of them, drawn
 to ``leaf_size`` points) join all their pairs, as in pynndescent, and lists still short are
 filled with random points. ``start`` (e.g. the previous depth's neighbours) replaces the trees.
 
-**Determinism**: random draws are hashes of ``(seed, counters)``; offers are collected first and
-then applied per list, and a list keeps the ``k`` smallest (distance, index) pairs offered
-whatever their order, so the result depends on the seed only, not on the number of threads.
+**Determinism**: random draws are hashes of ``(seed, counters)``; the offers of a block of
+candidate lists are collected first and then applied, each list by one thread in the offers'
+order, and a list keeps the ``k`` smallest (distance, index) pairs offered whatever their order,
+so the result depends on the seed only, not on the number of threads (nor, but for the count
+that stops the rounds, on the size of the blocks).
 
 The parameters default to umap-learn's for pynndescent (``n_trees = 5 + round(sqrt(N) / 20)``,
 at most 64; ``n_iters = max(5, round(log2 N))``; ``max_candidates = 60``; pynndescent's
@@ -97,16 +99,22 @@ def nn_descent(
     return np.sqrt(dist), idx.astype(np.int64)
 
 
-def _join_lists(x, idx, dist, new, fresh, old, updates: int = 1 << 22) -> int:
-    """Local joins of the candidate lists (rows of ``fresh`` x (``fresh`` and ``old``)), in
-    blocks of rows that keep at most ``updates`` offers in memory; returns the lists changed."""
-    m, m_old = fresh.shape[1], old.shape[1]
-    per_row = max(1, m * (m - 1) // 2 + m * m_old)
-    block = max(1, updates // per_row)
-    changed = 0
-    for b0 in range(0, len(fresh), block):
-        p, q, d, counts = _offers(x, dist, fresh[b0 : b0 + block], old[b0 : b0 + block], per_row)
-        changed += _apply(idx, dist, new, p, q, d, counts)
+def _join_lists(x, idx, dist, new, fresh, old, pairs_per_block: int = 1 << 21) -> int:
+    """Local joins of the candidate lists (rows of ``fresh`` x (``fresh`` and ``old``)); returns
+    the lists changed. The rows go in blocks whose joins measure at most ``pairs_per_block``
+    pairs (a list of ``f`` new and ``o`` old candidates measures ``f (f - 1) / 2 + f o``), so the
+    offers of a block fit in memory and few blocks are needed when the lists are short."""
+    f = np.count_nonzero(fresh >= 0, axis=1).astype(np.int64)
+    o = np.count_nonzero(old >= 0, axis=1).astype(np.int64)
+    ends = np.cumsum(f * (f - 1) // 2 + f * o)  # pairs of the rows up to each
+    changed, b0 = 0, 0
+    while b0 < len(fresh):
+        before = ends[b0 - 1] if b0 else 0
+        b1 = max(b0 + 1, int(np.searchsorted(ends, before + pairs_per_block, side="right")))
+        slots = np.concatenate([[0], ends[b0:b1] - before])  # row b0 + v: slots[v]:slots[v + 1]
+        offers = _offers(x, dist, fresh[b0:b1], old[b0:b1], slots)
+        changed += _apply(idx, dist, new, numba.get_num_threads(), slots, *offers)
+        b0 = b1
     return changed
 
 
@@ -129,6 +137,8 @@ def _push(idx, dist, new, r, j, d):
     for t in range(last + 1):
         if idx[r, t] == j:
             return 0
+        if idx[r, t] < 0:  # the empty places, all at the end
+            break
     p = last
     while p > 0 and (dist[r, p - 1] > d or (dist[r, p - 1] == d and idx[r, p - 1] > j)):
         idx[r, p] = idx[r, p - 1]
@@ -166,18 +176,19 @@ def _fill_random(x, idx, dist, new, seed):
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _offers(x, dist, fresh, old, per_row):
-    """The local join of each candidate list: pairs (p, q, squared distance) that would enter
-    p's or q's list as it stands, ``per_row`` slots per list, and their counts."""
+def _offers(x, dist, fresh, old, slots):
+    """The local join of each candidate list: the pairs (p, q, squared distance) that would
+    enter p's or q's list as it stands, those of list ``v`` written from ``slots[v]`` on (room
+    for all its pairs), and their counts."""
     rows, m = fresh.shape
     m_old = old.shape[1]
     last = dist.shape[1] - 1
-    up_p = np.empty((rows, per_row), np.int32)
-    up_q = np.empty((rows, per_row), np.int32)
-    up_d = np.empty((rows, per_row), np.float32)
+    up_p = np.empty(slots[rows], np.int32)
+    up_q = np.empty(slots[rows], np.int32)
+    up_d = np.empty(slots[rows], np.float32)
     counts = np.zeros(rows, np.int64)
     for v in numba.prange(rows):
-        c = 0
+        c = slots[v]
         for a in range(m):
             p = fresh[v, a]
             if p < 0:
@@ -192,32 +203,31 @@ def _offers(x, dist, fresh, old, per_row):
                     continue
                 d = _sqdist(x, p, q)
                 if d < dist[p, last] or d < dist[q, last]:
-                    up_p[v, c] = p
-                    up_q[v, c] = q
-                    up_d[v, c] = d
+                    up_p[c] = p
+                    up_q[c] = q
+                    up_d[c] = d
                     c += 1
-        counts[v] = c
+        counts[v] = c - slots[v]
     return up_p, up_q, up_d, counts
 
 
 @numba.njit(parallel=True, cache=True)
-def _apply(idx, dist, new, up_p, up_q, up_d, counts):
-    """Apply the offers to both ends' lists, grouped by list, one list per thread; returns how
-    many offers entered a list."""
+def _apply(idx, dist, new, parts, slots, up_p, up_q, up_d, counts):
+    """Apply the offers to both ends' lists; returns how many offers entered a list. Each
+    thread owns a range of lists and reads all the offers, applying those to its lists: a list
+    meets its offers in the same order whatever the number of threads, and nothing is
+    sorted or gathered one thread at a time (``parts``: the number of threads)."""
     n = idx.shape[0]
-    ends = np.empty(2 * counts.sum(), np.int64)  # offer o joins ends[2 o] and ends[2 o + 1]
-    d2 = np.empty(counts.sum(), np.float32)
-    o = 0
-    for v in range(up_p.shape[0]):
-        for c in range(counts[v]):
-            ends[2 * o], ends[2 * o + 1], d2[o] = up_p[v, c], up_q[v, c], up_d[v, c]
-            o += 1
-    begin, order = _group(ends, n)
-    entered = np.zeros(n, np.int64)
-    for r in numba.prange(n):
-        for e in range(begin[r], begin[r + 1]):
-            at = order[e]
-            entered[r] += _push(idx, dist, new, r, np.int32(ends[at ^ 1]), d2[at >> 1])
+    entered = np.zeros(parts, np.int64)
+    for t in numba.prange(parts):
+        lo, hi = t * n // parts, (t + 1) * n // parts
+        for v in range(len(counts)):
+            for c in range(slots[v], slots[v] + counts[v]):
+                p, q = up_p[c], up_q[c]
+                if lo <= p < hi:
+                    entered[t] += _push(idx, dist, new, p, q, up_d[c])
+                if lo <= q < hi:
+                    entered[t] += _push(idx, dist, new, q, p, up_d[c])
     return entered.sum()
 
 
