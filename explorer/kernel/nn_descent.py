@@ -80,6 +80,7 @@ def nn_descent(
     idx = np.full((n, k), -1, np.int32)
     dist = np.full((n, k), np.inf, np.float32)
     new = np.zeros((n, k), np.uint8)
+    room = _OfferRoom()
     if start is not None:
         start = np.asarray(start)
         if start.ndim != 2 or start.shape[0] != n or start.shape[1] < k:
@@ -89,21 +90,26 @@ def nn_descent(
         trees = min(64, 5 + int(round(n**0.5 / 20))) if n_trees is None else n_trees
         leaf = max(60, min(256, 5 * k)) if leaf_size is None else leaf_size
         leaves = _forest(x, trees, max(leaf, 2), seed)
-        _join_lists(x, idx, dist, new, leaves, np.empty((len(leaves), 0), np.int32))
+        _join_lists(x, idx, dist, new, leaves, np.empty((len(leaves), 0), np.int32), room)
     _fill_random(x, idx, dist, new, seed)
+    # the candidate lists, filled anew each round in the same memory (fresh memory is slow to
+    # touch: allocating them every round cost ~0.3 s of 0.5 s per round at 200,000 points)
+    fresh, old = (np.empty((n, max_candidates), np.int32) for _ in range(2))
+    priorities = np.empty((2, n, max_candidates), np.uint64)
     for round_ in range(n_iters):
-        fresh, old = _candidates(idx, new, max_candidates, seed, round_)
-        changed = _join_lists(x, idx, dist, new, fresh, old)
+        _candidates(idx, new, fresh, old, priorities, seed, round_)
+        changed = _join_lists(x, idx, dist, new, fresh, old, room)
         if changed <= delta * n * k:
             break
     return np.sqrt(dist), idx.astype(np.int64)
 
 
-def _join_lists(x, idx, dist, new, fresh, old, pairs_per_block: int = 1 << 21) -> int:
+def _join_lists(x, idx, dist, new, fresh, old, room, pairs_per_block: int = 1 << 21) -> int:
     """Local joins of the candidate lists (rows of ``fresh`` x (``fresh`` and ``old``)); returns
     the lists changed. The rows go in blocks whose joins measure at most ``pairs_per_block``
     pairs (a list of ``f`` new and ``o`` old candidates measures ``f (f - 1) / 2 + f o``), so the
-    offers of a block fit in memory and few blocks are needed when the lists are short."""
+    offers of a block fit in ``room`` (an :class:`_OfferRoom`) and few blocks are needed when
+    the lists are short."""
     f = np.count_nonzero(fresh >= 0, axis=1).astype(np.int64)
     o = np.count_nonzero(old >= 0, axis=1).astype(np.int64)
     ends = np.cumsum(f * (f - 1) // 2 + f * o)  # pairs of the rows up to each
@@ -112,10 +118,26 @@ def _join_lists(x, idx, dist, new, fresh, old, pairs_per_block: int = 1 << 21) -
         before = ends[b0 - 1] if b0 else 0
         b1 = max(b0 + 1, int(np.searchsorted(ends, before + pairs_per_block, side="right")))
         slots = np.concatenate([[0], ends[b0:b1] - before])  # row b0 + v: slots[v]:slots[v + 1]
-        offers = _offers(x, dist, fresh[b0:b1], old[b0:b1], slots)
-        changed += _apply(idx, dist, new, numba.get_num_threads(), slots, *offers)
+        offers = room.at_least(max(slots[-1], pairs_per_block))
+        counts = _offers(x, dist, fresh[b0:b1], old[b0:b1], slots, *offers)
+        changed += _apply(idx, dist, new, numba.get_num_threads(), slots, *offers, counts)
         b0 = b1
     return changed
+
+
+class _OfferRoom:
+    """The offers of one block, (p, q, squared distance), in memory kept from block to block
+    and round to round: fresh memory is slow to touch."""
+
+    def __init__(self) -> None:
+        self.p = self.q = np.empty(0, np.int32)
+        self.d = np.empty(0, np.float32)
+
+    def at_least(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if len(self.p) < size:
+            self.p, self.q = np.empty(size, np.int32), np.empty(size, np.int32)
+            self.d = np.empty(size, np.float32)
+        return self.p, self.q, self.d
 
 
 @numba.njit(fastmath=True, cache=True)
@@ -176,16 +198,13 @@ def _fill_random(x, idx, dist, new, seed):
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _offers(x, dist, fresh, old, slots):
+def _offers(x, dist, fresh, old, slots, up_p, up_q, up_d):
     """The local join of each candidate list: the pairs (p, q, squared distance) that would
-    enter p's or q's list as it stands, those of list ``v`` written from ``slots[v]`` on (room
-    for all its pairs), and their counts."""
+    enter p's or q's list as it stands, those of list ``v`` written to ``up_*`` from
+    ``slots[v]`` on (room for all its pairs); returns their counts."""
     rows, m = fresh.shape
     m_old = old.shape[1]
     last = dist.shape[1] - 1
-    up_p = np.empty(slots[rows], np.int32)
-    up_q = np.empty(slots[rows], np.int32)
-    up_d = np.empty(slots[rows], np.float32)
     counts = np.zeros(rows, np.int64)
     for v in numba.prange(rows):
         c = slots[v]
@@ -208,7 +227,7 @@ def _offers(x, dist, fresh, old, slots):
                     up_d[c] = d
                     c += 1
         counts[v] = c - slots[v]
-    return up_p, up_q, up_d, counts
+    return counts
 
 
 @numba.njit(parallel=True, cache=True)
@@ -252,19 +271,20 @@ def _group(keys, n):
 
 
 @numba.njit(parallel=True, cache=True)
-def _candidates(idx, new, m, seed, round_):
-    """Each point's new and old candidates (neighbours and reverse neighbours, at most ``m``
-    of each, by a random priority per pair); the new ones taken from a point's own list are
-    marked old there."""
+def _candidates(idx, new, fresh, old, priorities, seed, round_):
+    """Each point's new and old candidates, written over ``fresh`` and ``old`` (N, m):
+    neighbours and reverse neighbours, at most ``m`` of each, by a random priority per pair
+    (kept in ``priorities`` (2, N, m)); the new ones taken from a point's own list are marked
+    old there."""
     n, k = idx.shape
+    m = fresh.shape[1]
     begin, order = _group(idx.ravel(), n)  # the lists that hold each point
-    fresh = np.full((n, m), -1, np.int32)
-    old = np.full((n, m), -1, np.int32)
-    fresh_pri = np.full((n, m), _NO_PRIORITY, np.uint64)
-    old_pri = np.full((n, m), _NO_PRIORITY, np.uint64)
+    fresh_pri, old_pri = priorities[0], priorities[1]
     unused = np.empty((n, m), np.uint8)  # _push's new-marks, which candidate lists do not need
     base = mix(np.uint64(seed) * GOLDEN + np.uint64(round_ + 1))
     for v in numba.prange(n):
+        fresh[v], old[v] = -1, -1
+        fresh_pri[v], old_pri[v] = _NO_PRIORITY, _NO_PRIORITY
         for e in range(k + begin[v + 1] - begin[v]):
             if e < k:
                 j, is_new = idx[v, e], new[v, e]
@@ -286,7 +306,6 @@ def _candidates(idx, new, m, seed, round_):
                     if fresh[v, s] == idx[v, t]:
                         new[v, t] = 0
                         break
-    return fresh, old
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
