@@ -570,9 +570,8 @@ def warm_umap(force: bool = False) -> float | None:
     stamp = numba_cache_dir() / "explorer-umap-warm.stamp"
     kernel = Path(__file__).parent / "kernel"
     sources = hashlib.sha256(version("numba").encode())
-    names = ("umap_layout", "_umap_sgd", "_fastmath", "_random", "nn_descent", "fuzzy_graph")
-    for name in (f"{name}.py" for name in names):
-        sources.update((kernel / name).read_bytes())
+    for name in ("umap_layout", "_umap_sgd", "_fastmath", "_random", "nn_descent", "fuzzy_graph"):
+        sources.update((kernel / f"{name}.py").read_bytes())
     if not force and stamp.is_file() and stamp.read_text() == sources.hexdigest():
         return None
     start = time.perf_counter()

@@ -93,11 +93,12 @@ def nn_descent(
         _join_lists(x, idx, dist, new, leaves, np.empty((len(leaves), 0), np.int32), room)
     _fill_random(x, idx, dist, new, seed)
     # the candidate lists, filled anew each round in the same memory (fresh memory is slow to
-    # touch: allocating them every round cost ~0.3 s of 0.5 s per round at 200,000 points)
+    # touch: allocating them every round made the step 0.76 s per round at 200,000 x 32, not 0.34)
     fresh, old = (np.empty((n, max_candidates), np.int32) for _ in range(2))
     priorities = np.empty((2, n, max_candidates), np.uint64)
+    unused = np.empty((n, max_candidates), np.uint8)  # _push's new-marks, not needed there
     for round_ in range(n_iters):
-        _candidates(idx, new, fresh, old, priorities, seed, round_)
+        _candidates(idx, new, fresh, old, priorities, unused, seed, round_)
         changed = _join_lists(x, idx, dist, new, fresh, old, room)
         if changed <= delta * n * k:
             break
@@ -271,16 +272,15 @@ def _group(keys, n):
 
 
 @numba.njit(parallel=True, cache=True)
-def _candidates(idx, new, fresh, old, priorities, seed, round_):
+def _candidates(idx, new, fresh, old, priorities, unused, seed, round_):
     """Each point's new and old candidates, written over ``fresh`` and ``old`` (N, m):
     neighbours and reverse neighbours, at most ``m`` of each, by a random priority per pair
-    (kept in ``priorities`` (2, N, m)); the new ones taken from a point's own list are marked
-    old there."""
+    (kept in ``priorities`` (2, N, m); ``unused`` (N, m) takes :func:`_push`'s new-marks); the
+    new ones taken from a point's own list are marked old there."""
     n, k = idx.shape
     m = fresh.shape[1]
     begin, order = _group(idx.ravel(), n)  # the lists that hold each point
     fresh_pri, old_pri = priorities[0], priorities[1]
-    unused = np.empty((n, m), np.uint8)  # _push's new-marks, which candidate lists do not need
     base = mix(np.uint64(seed) * GOLDEN + np.uint64(round_ + 1))
     for v in numba.prange(n):
         fresh[v], old[v] = -1, -1
