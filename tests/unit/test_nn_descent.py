@@ -93,6 +93,22 @@ def test_a_start_graph_is_kept_where_right_and_bad_entries_are_ignored(digits):
         nn_descent(digits, 14, start=true_idx[:, :5])
 
 
+@pytest.mark.parametrize("leaf_size", [2, 7, 60])
+def test_each_tree_s_leaves_split_the_points_into_parts_of_at_most_leaf_size(digits, leaf_size):
+    """The forest's rows, tree by tree, hold every point exactly once, at most ``leaf_size`` per
+    leaf (the copies of a point included: 30 copies of one row are halved until they fit)."""
+    from explorer.kernel.nn_descent import _forest
+
+    x = np.concatenate([digits[:500], np.repeat(digits[:1], 30, axis=0)])
+    leaves = _forest(x, 3, leaf_size, 7)
+    assert leaves.shape[1] == leaf_size and (leaves[:, 0] >= 0).all()
+    seen = np.sort(leaves[leaves >= 0])
+    assert np.array_equal(seen, np.repeat(np.arange(len(x)), 3))
+    # rows are grouped by tree: the running count of points reaches len(x) at each tree's end
+    sizes = np.cumsum((leaves >= 0).sum(1))
+    assert {len(x), 2 * len(x), 3 * len(x)} <= set(sizes.tolist())
+
+
 def test_duplicated_points_neither_loop_nor_list_themselves():
     """800 points that are 40 points repeated 20 times: every row holds 14 other points at
     distance 0 (copies of the point), none twice, never the point itself."""
