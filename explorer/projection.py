@@ -53,8 +53,9 @@ __all__ = ["Projection", "ProjectionPair", "project", "project_pair"]
 METHODS = ("pca", "umap", "tsne")
 # 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule;
 # 5: explorer's NN-descent and fuzzy graph, one edge's negative samples summed;
-# 6: a point's negative samples of one epoch summed, vectorised powf
-_KEY_FORMAT = "explorer.project/6"
+# 6: a point's negative samples of one epoch summed, vectorised powf;
+# 7: many components placed by scaled centroid distances
+_KEY_FORMAT = "explorer.project/7"
 
 
 def project(
