@@ -7,8 +7,8 @@ Laplacian is ``L = I - D^{-1/2} W D^{-1/2}``; its smallest eigenvalue is 0 with 
 eigenvalues (Belkin & Niyogi 2003, "Laplacian eigenmaps"; umap-learn's ``spectral_layout``,
 McInnes et al. 2018, section 3 and appendix). These are the eigenvectors of the ``dim + 1`` largest
 eigenvalues of ``S = D^{-1/2} W D^{-1/2}`` (``L = I - S``) but for the trivial one, found here by
-ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, ``which="LA"``) with 32
-Lanczos vectors, at umap-learn's tolerance ``1e-4`` and start vector (all ones). umap-learn asks for
+ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, ``which="LA"``) with at
+most 32 Lanczos vectors, at umap-learn's tolerance ``1e-4`` and start vector (all ones). umap-learn asks for
 the smallest-magnitude eigenvalues of ``L`` with ``sqrt(N)`` Lanczos vectors, whose
 reorthogonalisation grows as ``N^1.5`` per step and whose basis takes ``8 N^1.5`` bytes: on the
 graph of 200,000 points it took 27.9 s and 715 MB, this 2.6 s and 51 MB, the two subspaces
@@ -36,11 +36,12 @@ import scipy.sparse.linalg
 
 __all__ = ["spectral_init"]
 
-#: Lanczos vectors for the eigenvectors (umap-learn: ``max(2 dim + 3, sqrt(N))``).
+#: At most this many Lanczos vectors (umap-learn: ``max(2 dim + 3, sqrt(N))``, which is fewer up
+#: to 1,024 points: there fewer vectors are the faster).
 _LANCZOS_VECTORS = 32
 
-#: Below this many points a component's eigenvectors come from a dense eigendecomposition.
-_DENSE_MAX = 256
+#: Up to this many points a component's eigenvectors come from a dense eigendecomposition.
+_DENSE_MAX = 64
 
 
 def spectral_init(
@@ -91,7 +92,7 @@ def _eigenvectors(graph: scipy.sparse.csr_matrix, dim: int, rng) -> np.ndarray:
                 s,
                 k,
                 which="LA",
-                ncv=min(n, max(2 * k + 1, _LANCZOS_VECTORS)),
+                ncv=min(n, max(2 * k + 1, min(_LANCZOS_VECTORS, int(np.sqrt(n))))),
                 tol=1e-4,
                 v0=np.ones(n),
                 maxiter=5 * n,
