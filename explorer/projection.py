@@ -83,10 +83,12 @@ def project(
     method : {"pca", "umap", "tsne"}
         ``"pca"``: :func:`explorer.kernel.pca` on ``device`` (centred; exact eigendecomposition
         of the covariance, randomised SVD for large D; explained variance recorded). ``"umap"``:
-        UMAP (McInnes et al. 2018) by :func:`explorer.kernel.umap_layout`: exact neighbours,
-        umap-learn's graph and spectral initialisation, a parallel layout (all cores) that gives
-        the same result for the same seed whatever the number of threads; ``implementation=
-        "umap-learn"`` runs ``umap.UMAP`` itself (seeded, hence single-threaded, ~2x slower).
+        UMAP (McInnes et al. 2018) by :func:`explorer.kernel.umap_layout`: exact neighbours up
+        to 20,000 points on the CPU (NN-descent above), umap-learn's graph, its spectral
+        initialisation solved with fewer Lanczos vectors, a parallel layout (all cores) that
+        gives the same result for the same seed whatever the number of threads;
+        ``implementation="umap-learn"`` runs ``umap.UMAP`` itself (seeded, hence
+        single-threaded, 2.5-3.6x slower).
         ``"tsne"``: ``sklearn.manifold.TSNE`` (van der Maaten & Hinton 2008) with perplexity
         ``min(30, (N - 1) / 3)``. Both on the CPU in float32.
     align : bool
