@@ -88,7 +88,8 @@ def project(
         initialisation solved with fewer Lanczos vectors, a parallel layout (all cores) that
         gives the same result for the same seed whatever the number of threads;
         ``implementation="umap-learn"`` runs ``umap.UMAP`` itself (seeded, hence
-        single-threaded, 2.5-3.6x slower).
+        single-threaded; even its unseeded parallel mode is 2.5-3.6x slower than ours at 10,000
+        to 50,000 points, ``benchmarks/projection_speed.py``).
         ``"tsne"``: ``sklearn.manifold.TSNE`` (van der Maaten & Hinton 2008) with perplexity
         ``min(30, (N - 1) / 3)``. Both on the CPU in float32.
     align : bool
