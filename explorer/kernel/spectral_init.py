@@ -57,14 +57,17 @@ def spectral_init(
 
     graph = scipy.sparse.csr_matrix(graph)
     count, labels = connected_components(graph, directed=False)
+    n = graph.shape[0]
+    if count == 1 and n <= dim:  # fewer eigenvectors than dimensions: random points
+        return rng.uniform(low=-10.0, high=10.0, size=(n, dim)).astype(np.float32)
     if count == 1:
         return _eigenvectors(graph, dim, rng).astype(np.float32)
     places = _component_places(data, labels, count, dim, rng)
-    out = np.empty((graph.shape[0], dim), np.float32)
+    out = np.empty((n, dim), np.float32)
     for label in range(count):
         members = np.flatnonzero(labels == label)
         gaps = np.linalg.norm(places - places[label], axis=1)
-        half_gap = gaps[gaps > 0].min() / 2.0
+        half_gap = gaps[gaps > 0].min(initial=2.0) / 2.0  # 1 if all places coincide
         if len(members) < 2 * dim or len(members) <= dim + 1:
             spots = rng.uniform(low=-half_gap, high=half_gap, size=(len(members), dim))
         else:
@@ -126,8 +129,8 @@ def _component_places(data, labels, count: int, dim: int, rng) -> np.ndarray:
     )
     centroids = np.asarray(members @ data, np.float64) / np.bincount(labels)[:, None]
     gaps = pdist(centroids)
-    s = max(float(np.median(gaps)), float(gaps.max()) / 25.0)
+    s = max(float(np.median(gaps)), float(gaps.max()) / 25.0) or 1.0  # 1 if all coincide
     affinity = np.exp(-((squareform(gaps) / s) ** 2))
     embedding = SpectralEmbedding(dim, affinity="precomputed", random_state=rng)
     places = embedding.fit_transform(affinity)
-    return places / places.max()
+    return places / (places.max() or 1.0)

@@ -111,3 +111,22 @@ def test_no_warning_from_many_far_apart_components():
         out = spectral_init(umap_graph(x, k=5), 2, x, np.random.RandomState(0))
     places = out.reshape(12, 100, 2).mean(1)
     assert len(np.unique(places.round(6), axis=0)) == 12
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_a_handful_of_points_gets_finite_coordinates(n):
+    """Fewer points than eigenvectors needed (2 in 2-D: random points, as for umap-learn's
+    smallest components) and just enough (3, 4): finite coordinates of the right shape."""
+    x = np.arange(3 * n, dtype=np.float32).reshape(n, 3) ** 1.5
+    graph = umap_graph(x, k=n)
+    out = spectral_init(graph, 2, x, np.random.RandomState(0))
+    assert out.shape == (n, 2) and np.isfinite(out).all()
+
+
+def test_components_with_one_centroid_get_finite_places():
+    """Six copies of one pair of points, each pair its own component: all centroids coincide."""
+    x = np.tile(np.array([[0, 0], [1, 1]], np.float32), (6, 1))
+    pair = np.array([[0, 1], [1, 0]], np.float32)
+    graph = scipy.sparse.block_diag([scipy.sparse.csr_matrix(pair)] * 6, "csr")
+    out = spectral_init(graph, 2, x, np.random.RandomState(0))
+    assert out.shape == (12, 2) and np.isfinite(out).all()
