@@ -54,7 +54,7 @@ METHODS = ("pca", "umap", "tsne")
 # 2: UMAP by kernel.umap_layout; 3: warm-start epochs; 4: float32 SGD, resumed warm schedule;
 # 5: explorer's NN-descent and fuzzy graph, one edge's negative samples summed;
 # 6: a point's negative samples of one epoch summed, vectorised powf;
-# 7: many components placed by scaled centroid distances
+# 7: kernel.spectral_init (fewer Lanczos vectors, components placed by scaled distances)
 _KEY_FORMAT = "explorer.project/7"
 
 
