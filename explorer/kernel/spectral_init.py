@@ -64,10 +64,13 @@ def spectral_init(
         return _eigenvectors(graph, dim, rng).astype(np.float32)
     places = _component_places(data, labels, count, dim, rng)
     out = np.empty((n, dim), np.float32)
+    by_label = np.argsort(labels, kind="stable")  # each component's points, in order
+    ends = np.cumsum(np.bincount(labels, minlength=count))
     for label in range(count):
-        members = np.flatnonzero(labels == label)
+        members = by_label[ends[label - 1] if label else 0 : ends[label]]
         gaps = np.linalg.norm(places - places[label], axis=1)
-        half_gap = gaps[gaps > 0].min(initial=2.0) / 2.0  # 1 if all places coincide
+        gaps = gaps[gaps > 0]
+        half_gap = gaps.min() / 2.0 if len(gaps) else 1.0  # 1 if all places coincide
         if len(members) < 2 * dim or len(members) <= dim + 1:
             spots = rng.uniform(low=-half_gap, high=half_gap, size=(len(members), dim))
         else:
