@@ -100,9 +100,15 @@ def test_a_solver_that_does_not_converge_falls_back_to_random_points(monkeypatch
     assert out.shape == (600, 2) and np.abs(out).max() <= 10
 
 
-def test_no_warning_from_many_far_apart_components():
+def test_many_far_apart_components_are_placed_by_their_distances_without_a_warning():
     """Twelve components whose centroids are thousands apart (umap-learn's exp(-d^2) is 0 for
-    all of them): no scikit-learn warning, every component at its own place."""
+    all of them): no scikit-learn warning, and the components' places follow their centroid
+    distances (Spearman's rho > 0.8; 0.91 measured, umap-learn's ``spectral_layout`` 0.01).
+    On the digits' classes moved apart (test_umap_layout.py) the start's rho is 0.91, umap-learn's
+    -0.10 to 0.004."""
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(12, 3)) * 3000
     x = np.concatenate([swiss_roll(100, seed=s) + centres[s] for s in range(12)])
@@ -110,7 +116,7 @@ def test_no_warning_from_many_far_apart_components():
         warnings.simplefilter("error")
         out = spectral_init(umap_graph(x, k=5), 2, x, np.random.RandomState(0))
     places = out.reshape(12, 100, 2).mean(1)
-    assert len(np.unique(places.round(6), axis=0)) == 12
+    assert spearmanr(pdist(centres), pdist(places))[0] > 0.8
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
