@@ -3,6 +3,7 @@ the cache, the numba warm-up. UMAP's numba code compiles once per machine (~30 s
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -92,6 +93,21 @@ def test_quality_matches_umap_learn_on_the_digits(digits, dims):
     assert ours[0] >= ref[0] - 0.01, (ours, ref)  # trustworthiness
     assert ours[1] >= ref[1] - 0.01, (ours, ref)  # 10-NN label accuracy
     assert ours[0] > (0.95 if dims == 1 else 0.98) and ours[1] > 0.95
+
+
+def test_explorer_s_umap_runs_without_umap_learn(digits, monkeypatch):
+    """Neighbours, graph, spectral start and layout are explorer's own: nothing imports
+    umap-learn (or pynndescent), which GPU images such as the H200's do not have; only
+    ``implementation="umap-learn"`` needs it."""
+    from explorer.kernel.umap_layout import umap_layout
+
+    for name in ("umap", "umap.umap_", "umap.spectral", "pynndescent"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import umap` now raises ImportError
+    x = digits[0][:400]
+    for search in ("exact", "nndescent"):
+        assert umap_layout(x, n_epochs=5, neighbor_search=search).shape == (400, 2)
+    two_classes = np.concatenate([x[:200], x[200:] + 1000])  # several components
+    assert np.isfinite(umap_layout(two_classes, n_epochs=5)).all()
 
 
 def test_far_apart_components_are_placed_by_their_distances_without_a_warning(digits):
