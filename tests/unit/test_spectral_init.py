@@ -136,3 +136,20 @@ def test_components_with_one_centroid_get_finite_places():
     graph = scipy.sparse.block_diag([scipy.sparse.csr_matrix(pair)] * 6, "csr")
     out = spectral_init(graph, 2, x, np.random.RandomState(0))
     assert out.shape == (12, 2) and np.isfinite(out).all()
+
+
+def test_beyond_the_cap_components_are_placed_by_their_principal_components(monkeypatch):
+    """With the cap on spectrally placed components lowered to 5, twelve far-apart components
+    are placed by their centroids' principal components: the places follow the distances."""
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    from explorer.kernel import spectral_init as module
+
+    monkeypatch.setattr(module, "_SPECTRAL_PLACES_MAX", 5)
+    centres = np.random.default_rng(0).normal(size=(12, 3)) * [3000, 2000, 10]
+    x = np.concatenate([swiss_roll(100, seed=s) + centres[s] for s in range(12)])
+    out = spectral_init(umap_graph(x, k=5), 2, x, np.random.RandomState(0))
+    places = out.reshape(12, 100, 2).mean(1)
+    assert np.isfinite(out).all()
+    assert spearmanr(pdist(centres), pdist(places))[0] > 0.9
