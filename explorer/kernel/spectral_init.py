@@ -6,13 +6,14 @@ Laplacian is ``L = I - D^{-1/2} W D^{-1/2}``; its smallest eigenvalue is 0 with 
 ``sqrt(d)``, and the layout in ``dim`` dimensions is the eigenvectors of the next ``dim`` smallest
 eigenvalues (Belkin & Niyogi 2003, "Laplacian eigenmaps"; umap-learn's ``spectral_layout``,
 McInnes et al. 2018, section 3 and appendix). These are the eigenvectors of the ``dim + 1`` largest
-eigenvalues of ``S = D^{-1/2} W D^{-1/2}`` (``L = I - S``) but for the trivial one, found here by
-ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, ``which="LA"``) with at
-most 32 Lanczos vectors, at umap-learn's tolerance ``1e-4`` and start vector (all ones). umap-learn asks for
-the smallest-magnitude eigenvalues of ``L`` with ``sqrt(N)`` Lanczos vectors, whose
-reorthogonalisation grows as ``N^1.5`` per step and whose basis takes ``8 N^1.5`` bytes: on the
-graph of 200,000 points it took 27.9 s and 715 MB, this 2.6 s and 51 MB, the two subspaces
-within 0.5 degrees (``tests/unit/test_spectral_init.py`` checks them against umap-learn's).
+eigenvalues of ``S = D^{-1/2} W D^{-1/2}`` (``L = I - S``) but for the trivial one, found here
+by ARPACK's implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, ``which="LA"``) with at
+most 32 Lanczos vectors, at umap-learn's tolerance ``1e-4`` and start vector (all ones).
+umap-learn asks for the smallest-magnitude eigenvalues of ``L`` with ``sqrt(N)`` Lanczos
+vectors, whose reorthogonalisation grows as ``N^1.5`` per step and whose basis takes
+``8 N^1.5`` bytes: on the graph of 200,000 points it took 27.9 s and a 715 MB basis, this 2.6 s
+and 51 MB, the two subspaces within 0.6 degrees (``tests/unit/test_spectral_init.py`` checks
+them against a dense eigendecomposition and against umap-learn's).
 
 A graph of several connected components is laid out as umap-learn's ``multi_component_layout``
 does: each component by its own eigenvectors (random points for one of fewer than ``2 dim``
@@ -160,9 +161,11 @@ def _component_places(data, labels, count: int, dim: int, rng) -> np.ndarray:
     )
     centroids = np.asarray(members @ data, np.float64) / np.bincount(labels)[:, None]
     if count > _SPECTRAL_PLACES_MAX:
-        centred = centroids - centroids.mean(0)
-        _, vectors = np.linalg.eigh(centred.T @ centred)
-        places = centred @ vectors[:, ::-1][:, :dim]
+        import torch
+
+        from explorer.kernel.projection import pca
+
+        places = pca(torch.from_numpy(centroids), dim).coords.numpy().astype(np.float64)
         return places / (places.max() or 1.0)
     gaps = pdist(centroids)
     s = max(float(np.median(gaps)), float(gaps.max()) / 25.0) or 1.0  # 1 if all coincide
