@@ -123,6 +123,54 @@ def test_umap_constant_depth_not_handed_to_umap(monkeypatch):
     assert np.array_equal(p.raw[1], np.zeros((60, 2), np.float32))
 
 
+def _groups_far_apart(groups: int, copies: int, gap: float) -> torch.Tensor:
+    """``groups`` random rows in 16 dimensions scaled by ``gap``, each repeated ``copies``
+    times."""
+    torch.manual_seed(1)
+    return (torch.randn(groups, 16) * gap).repeat_interleave(copies, 0)
+
+
+@bad_input(
+    "projections",
+    "UMAP of clusters far apart (its neighbour graph falls apart into components)",
+    "no scikit-learn 'Graph is not fully connected' warning (umap-learn gives one); the "
+    "clusters placed by their distances",
+)
+def test_umap_far_apart_clusters_no_warning():
+    import warnings
+
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    centres = _groups_far_apart(12, 40, 1000.0)
+    y = centres + torch.randn(12 * 40, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = _project(_acts(y, 480), "umap", n_epochs=30)
+    places = p.raw[1].reshape(12, 40, 2).mean(1)
+    assert p.status[1] == "ok" and np.isfinite(p.raw[1]).all()
+    rho = spearmanr(pdist(centres[::40].numpy()), pdist(places))[0]
+    assert rho > 0.5, rho  # 0.80 measured
+
+
+@bad_input(
+    "projections",
+    "UMAP of a depth of thousands of groups of duplicates (input embeddings of a model without "
+    "position embeddings repeat every token)",
+    "laid out in seconds: past 2,048 groups they are placed by their centroids' principal "
+    "components, never a dense groups x groups matrix",
+)
+def test_umap_many_groups_of_duplicates(monkeypatch):
+    from explorer.kernel import spectral_init
+
+    monkeypatch.setattr(spectral_init, "_SPECTRAL_PLACES_MAX", 20)  # 30 groups count as many
+    y = _groups_far_apart(30, 16, 1.0)
+    p = _project(_acts(y, 480), "umap", n_epochs=30)
+    assert p.status[1] == "ok" and np.isfinite(p.raw[1]).all()
+    places = p.raw[1].reshape(30, 16, 2).mean(1)
+    assert len(np.unique(places.round(3), axis=0)) == 30
+
+
 @bad_input(
     "projections",
     "PCA of a constant depth",
