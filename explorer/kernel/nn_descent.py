@@ -26,7 +26,9 @@ that stops the rounds, on the size of the blocks).
 **Memory**, beyond the data: the candidate lists, ``8 m`` bytes a point (480 MB at a million
 points), the neighbour lists and their reverse index, ``17 k`` bytes; the forest (``5 n_trees``
 bytes a point, and its leaves padded to ``leaf_size``, about ``7 n_trees`` bytes a point as
-they are ~58 % full) is freed before the rounds start. 1,000,000 x 32 with ``k = 14`` peaks at 0.95 GB above the process.
+they are ~58 % full) is freed before the rounds start. 1,000,000 x 32 with ``k = 14`` peaks at
+0.95 GB above the process (2.2 GB when the candidates' priorities were held for all points and
+the forest during the rounds).
 
 The parameters default to umap-learn's for pynndescent (``n_trees = 5 + round(sqrt(N) / 20)``,
 at most 64; ``n_iters = max(5, round(log2 N))``; ``max_candidates = 60``; pynndescent's
