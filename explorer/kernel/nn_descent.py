@@ -96,7 +96,9 @@ def nn_descent(
     else:
         trees = min(64, 5 + int(round(n**0.5 / 20))) if n_trees is None else n_trees
         leaf = max(60, min(256, 5 * k)) if leaf_size is None else leaf_size
-        _join_leaves(x, idx, dist, new, _forest(x, trees, max(leaf, 2), seed), room)
+        leaves = _forest(x, trees, max(leaf, 2), seed)
+        _join_lists(x, idx, dist, new, leaves, np.empty((len(leaves), 0), np.int32), room)
+        del leaves  # freed before the rounds allocate their candidate lists
     _fill_random(x, idx, dist, new, seed)
     # the candidate lists, filled anew each round in the same memory (fresh memory is slow to
     # touch: allocating them every round made the step 0.76 s per round at 200,000 x 32, not 0.34)
@@ -128,12 +130,6 @@ def _join_lists(x, idx, dist, new, fresh, old, room, pairs_per_block: int = 1 <<
         changed += _apply(idx, dist, new, numba.get_num_threads(), slots, *offers, counts)
         b0 = b1
     return changed
-
-
-def _join_leaves(x, idx, dist, new, leaves, room) -> None:
-    """All pairs of each leaf, joined like lists of new candidates (the leaves are freed when
-    this returns, before the rounds allocate their candidate lists)."""
-    _join_lists(x, idx, dist, new, leaves, np.empty((len(leaves), 0), np.int32), room)
 
 
 class _OfferRoom:

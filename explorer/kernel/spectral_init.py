@@ -131,16 +131,12 @@ def _nearest_gaps(places: np.ndarray) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     count = len(places)
-    gaps = np.full(count, 2.0)
     near, _ = cKDTree(places).query(places, k=min(count, 16))
-    for row in range(count):
-        positive = near[row][near[row] > 0]
-        if len(positive) == 0 and count > 16:  # 16 places coincide here: look at all of them
-            positive = np.linalg.norm(places - places[row], axis=1)
-            positive = positive[positive > 0]
-        if len(positive):
-            gaps[row] = positive.min()
-    return gaps
+    gaps = np.where(near > 0, near, np.inf).min(axis=1)
+    for row in np.flatnonzero(np.isinf(gaps)):  # the 16 nearest coincide: look at all places
+        apart = np.linalg.norm(places - places[row], axis=1)
+        gaps[row] = apart[apart > 0].min(initial=np.inf)
+    return np.where(np.isinf(gaps), 2.0, gaps)
 
 
 def _component_places(data, labels, count: int, dim: int, rng) -> np.ndarray:

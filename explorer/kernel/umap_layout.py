@@ -14,7 +14,7 @@ reproducible and checked against umap-learn's own functions in the tests:
    ``fuzzy_simplicial_set`` (smooth k-NN distances, fuzzy union ``A + A^T - A o A^T``); edges
    below ``max w / n_epochs`` are pruned;
 3. **initialisation**: umap-learn's spectral layout (:mod:`explorer.kernel.spectral_init`: the
-   same eigenvectors found with 32 Lanczos vectors instead of ``sqrt(N)``, ~10x faster at 200,000
+   same eigenvectors found with at most 32 Lanczos vectors, not ``sqrt(N)``: ~10x faster at 200,000
    points, and many components placed by scaled centroid distances), PCA, or a given layout,
    scaled to coordinates in [-10, 10];
 4. **layout**: the stochastic gradient descent of ``optimize_layout_euclidean`` (same edge
