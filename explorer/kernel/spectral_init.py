@@ -12,8 +12,9 @@ most 32 Lanczos vectors, at umap-learn's tolerance ``1e-4`` and start vector (al
 umap-learn asks for the smallest-magnitude eigenvalues of ``L`` with ``sqrt(N)`` Lanczos
 vectors, whose reorthogonalisation grows as ``N^1.5`` per step and whose basis takes
 ``8 N^1.5`` bytes: on the graph of 200,000 points it took 27.9 s and a 715 MB basis, this 2.6 s
-and 51 MB, the two subspaces within 0.6 degrees (``tests/unit/test_spectral_init.py`` checks
-them against a dense eigendecomposition and against umap-learn's).
+and 51 MB, the two subspaces 0.02 to 1.3 degrees apart (``benchmarks/umap_scale.py``;
+``tests/unit/test_spectral_init.py`` checks them against a dense eigendecomposition and against
+umap-learn's).
 
 A graph of several connected components is laid out as umap-learn's ``multi_component_layout``
 does: each component by its own eigenvectors (random points for one of fewer than ``2 dim``
