@@ -28,7 +28,7 @@ else
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 wheels="${EXPLORER_WHEELS:-$PWD/wheels}"
-optional=("torchdr>=0.5")
+optional=("torchdr>=0.5,<0.6")
 
 if [ "${1:-}" = "--fetch-wheels" ]; then
   "$py" -m pip download --no-deps -d "$wheels" "${optional[@]}"

@@ -38,7 +38,7 @@ import torch
 from explorer import arguments
 from explorer.activations import Activations
 from explorer.cache import cache_root, digest, key
-from explorer.errors import ArgumentError
+from explorer.errors import ArgumentError, MissingDependencyError
 from explorer.jobs import Job, JobEngine, default_engine, layer_progress
 from explorer.kernel.device import resolve_device
 from explorer.kernel.projection import displacement, pca, procrustes
@@ -558,14 +558,19 @@ def use_numba_cache() -> None:
 def import_umap():
     """Import umap-learn with numba's on-disk cache in place (:func:`use_numba_cache`)."""
     use_numba_cache()
-    import umap
-
+    try:
+        import umap
+    except ImportError as err:
+        raise MissingDependencyError(
+            "implementation='umap-learn' needs umap-learn, which is not importable here "
+            f"({err}): `pip install umap-learn`, or use explorer's own UMAP (the default)"
+        ) from err
     return umap
 
 
 def warm_umap(force: bool = False) -> float | None:
     """Compile the numba code of ``project(acts, "umap")`` now, into numba's disk cache (see
-    :func:`import_umap`), by laying out 300 random points, so that the first real UMAP, e.g. the
+    :func:`use_numba_cache`; umap-learn is not imported), by laying out 300 random points, so that the first real UMAP, e.g. the
     dashboard's, loads compiled code instead of waiting for the compiler. Returns the seconds it
     took, or None when a stamp in the cache says this code was already compiled there (``force``
     compiles anyway)."""
@@ -579,7 +584,7 @@ def warm_umap(force: bool = False) -> float | None:
     if not force and stamp.is_file() and stamp.read_text() == sources.hexdigest():
         return None
     start = time.perf_counter()
-    import_umap()
+    use_numba_cache()
     from explorer.kernel.nn_descent import nn_descent
     from explorer.kernel.umap_layout import umap_layout
 

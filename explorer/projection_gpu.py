@@ -1,6 +1,7 @@
 """Which engine lays out one depth for ``ex.project``: the CPU reference or a GPU library.
 
-UMAP and t-SNE run on the CPU (umap-learn, scikit-learn: the reference) unless
+UMAP and t-SNE run on the CPU (explorer's UMAP, :func:`explorer.kernel.umap_layout`, tested
+against umap-learn; scikit-learn's t-SNE: the references) unless
 
 * ``device`` is a CUDA device asked for by name (``"cuda"``, ``"cuda:1"``): then a GPU engine
   (:mod:`explorer.kernel.embedding_gpu`: TorchDR if installed, else cuML) is required, and its

@@ -1,7 +1,8 @@
 """UMAP and t-SNE on the tensor's device (the GPU) through TorchDR or cuML, with the kernel's kNN.
 
-The CPU reference is umap-learn / scikit-learn (:mod:`explorer.projection`); this module runs the
-same two methods where the data already live, on a CUDA device, through a maintained library:
+The CPU references are explorer's UMAP (:func:`explorer.kernel.umap_layout`, tested against
+umap-learn) and scikit-learn's t-SNE (:mod:`explorer.projection`); this module runs the same two
+methods where the data already live, on a CUDA device, through a maintained library:
 
 * ``"torchdr"`` (TorchDR, Van Assel et al. 2025; pure torch, ``pip install torchdr``, or
   ``explorer[gpu]``). It also runs on CPU torch, which is how the tests exercise it.
@@ -51,8 +52,8 @@ GPU_ENGINES = ("torchdr", "cuml")
 _TORCHDR_COMMON = {"device": "auto", "distributed": False}
 
 _INSTALL = (
-    "install one: `pip install 'torchdr>=0.5'` (pure torch, or `pip install explorer[gpu]`), or "
-    "cuML from NVIDIA's index (https://docs.rapids.ai/install)"
+    "install one: `pip install 'torchdr>=0.5,<0.6'` (pure torch, or `pip install explorer[gpu]`), "
+    "or cuML from NVIDIA's index (https://docs.rapids.ai/install)"
 )
 
 

@@ -162,7 +162,7 @@ def test_no_engine_installed(monkeypatch):
     cuda = torch.device("cuda")
     monkeypatch.setattr(eg, "available_gpu_engines", lambda: [])
     # asked for by name: an explorer error that says what to install
-    with pytest.raises(MissingDependencyError, match=r"pip install 'torchdr>=0.5'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'torchdr>=0.5,<0.6'"):
         pg.layout_engine("umap", "cuda", cuda, {})
     with pytest.raises(MissingDependencyError, match="not installed"):
         pg.layout_engine("umap", "cpu", torch.device("cpu"), {"gpu_engine": "torchdr"})

@@ -97,8 +97,9 @@ def test_quality_matches_umap_learn_on_the_digits(digits, dims):
 
 def test_explorer_s_umap_runs_without_umap_learn(digits, monkeypatch):
     """Neighbours, graph, spectral start and layout are explorer's own: nothing imports
-    umap-learn (or pynndescent), which GPU images such as the H200's do not have; only
-    ``implementation="umap-learn"`` needs it."""
+    umap-learn (or pynndescent), which GPU images such as the H200's do not have, neither does
+    the numba warm-up of ``explorer demo``; only ``implementation="umap-learn"`` needs it, and
+    says so when it is missing."""
     from explorer.kernel.umap_layout import umap_layout
 
     for name in ("umap", "umap.umap_", "umap.spectral", "pynndescent"):
@@ -108,6 +109,12 @@ def test_explorer_s_umap_runs_without_umap_learn(digits, monkeypatch):
         assert umap_layout(x, n_epochs=5, neighbor_search=search).shape == (400, 2)
     two_classes = np.concatenate([x[:200], x[200:] + 1000])  # several components
     assert np.isfinite(umap_layout(two_classes, n_epochs=5)).all()
+    assert warm_umap(force=True) > 0  # `explorer demo --build-only` compiles the same code
+    acts = ex.Activations({0: torch.as_tensor(x), 1: torch.as_tensor(two_classes)})
+    layout = project(acts, "umap", cache=False, n_epochs=5)
+    assert all(np.isfinite(layout.coords[d]).all() for d in (0, 1))
+    with pytest.raises(JobError, match="MissingDependencyError: .*`pip install umap-learn`"):
+        project(acts, "umap", cache=False, implementation="umap-learn", n_epochs=5)
 
 
 def test_far_apart_components_are_placed_by_their_distances_without_a_warning(digits):
