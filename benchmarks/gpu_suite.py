@@ -10,6 +10,11 @@ table also to ``<log-dir>/summary.json``.
 ``--dry-run`` (CPU, CI) proves that the suite starts and that everything it names exists: each
 script is present and imports (its ``main`` found, nothing run), ``explorer`` and the GPU engine
 module import, and pytest collects the ``gpu``-marked tests.
+
+``--smoke`` (CPU, CI) runs every step end to end as the real suite does (subprocesses, timeouts,
+the table), each benchmark on ``--device cpu`` at a tiny size (its ``smoke`` arguments) and the
+GPU tests as pytest finds them without CUDA (skipped), so that a GPU machine's few minutes are
+not spent on a script that fails before its first figure.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Row:
     label: str
     part: str | None  # the "part" of the step's JSON lines; None: the step's own figure
     goal_s: float | None = None
+    smoke_part: str | None = None  # --smoke: the part's name at the smoke size, if it differs
 
 
 @dataclass
@@ -47,6 +53,10 @@ class Step:
     rows: list[Row]
     goal: str = ""
     files: list[str] = field(default_factory=list)
+    smoke: list[str] | None = None  # --smoke: the script's arguments on the CPU, tiny sizes
+
+    def command(self, smoke: bool) -> list[str]:
+        return self.argv[:2] + self.smoke if smoke and self.smoke is not None else self.argv
 
 
 def steps(log_dir: Path) -> list[Step]:
@@ -71,6 +81,8 @@ def steps(log_dir: Path) -> list[Step]:
                 Row("UMAP 100k x 768 x 12 depths", "umap12", 30),
             ],
             files=[bench + "projection_gpu.py"],
+            smoke=["--device", "cpu", "--points", "2000", "--dims", "64"]
+            + ["--depth-points", "1000", "--depths", "2"],
         ),
         Step(
             "spectra 7B",
@@ -78,6 +90,7 @@ def steps(log_dir: Path) -> list[Step]:
             45,
             [Row("spectra, 224 matrices of Llama-2-7B", None, 8)],
             files=[bench + "spectra_7b_gpu.py", bench + "llama_shapes.py"],
+            smoke=["--source", "gpu", "--device", "cpu", "--shrink", "64", "--layers", "2"],
         ),
         Step(
             "compare 7B + CKA",
@@ -88,16 +101,19 @@ def steps(log_dir: Path) -> list[Step]:
                 Row("CKA 100k x 4096, 8 x 8 depths", "cka"),
             ],
             files=[bench + "compare_gpu.py", bench + "llama_shapes.py"],
+            smoke=["--device", "cpu", "--layers", "2", "--shrink", "64"]
+            + ["--points", "500", "--depths", "2"],
         ),
         Step(
             "dimension",
             [PY, bench + "dimension_gpu.py", "--sizes", "100000", "1000000", "--budget", "45"],
             75,
             [
-                Row("TwoNN + MLE 100k x 768", "dimension 100000"),
-                Row("TwoNN 1M x 768", "dimension 1000000"),
+                Row("TwoNN + MLE 100k x 768", "dimension 100000", smoke_part="dimension 2000"),
+                Row("TwoNN 1M x 768", "dimension 1000000", smoke_part="dimension 20000"),
             ],
             files=[bench + "dimension_gpu.py", bench + "dimension_vs_skdim.py"],
+            smoke=["--device", "cpu", "--sizes", "2000", "20000", "--dim", "32"],
         ),
     ]
 
@@ -156,13 +172,13 @@ def goal_text(goal_s: float | None, seconds: float | None, fallback: str = "") -
 
 
 # -- running ------------------------------------------------------------------------------------
-def run_step(step: Step, timeout: float, log: Path) -> tuple[str, str]:
+def run_step(step: Step, timeout: float, log: Path, smoke: bool = False) -> tuple[str, str]:
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     )
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            step.argv,
+            step.command(smoke),
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -204,7 +220,9 @@ def run(args) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows = [{"step": "environment", "status": "ok", "figure": environment(), "goal": "-"}]
-    if not torch.cuda.is_available():
+    if args.smoke:
+        rows[0]["figure"] += "; --smoke: tiny sizes on the CPU, figures not comparable"
+    elif not torch.cuda.is_available():
         rows[0]["status"] = "FAIL"
         print(table(rows))
         print("gpu_suite: no CUDA GPU here (use --dry-run on a CPU)")
@@ -220,18 +238,22 @@ def run(args) -> int:
             status, text = "SKIP (suite budget)", ""
         else:
             slug = re.sub(r"[^a-z0-9]+", "-", step.name.lower()).strip("-")
-            status, text = run_step(step, timeout, log_dir / f"{slug}.log")
+            status, text = run_step(step, timeout, log_dir / f"{slug}.log", args.smoke)
         failed |= not status.startswith(("ok", "SKIP"))
         parts = json_parts(text)
         for row in step.rows:
-            if row.part is None:
+            part = (row.smoke_part or row.part) if args.smoke else row.part
+            row_status = status
+            if part is None:
                 figure, seconds = own_figure(step, text) if text else ("-", None)
-            elif row.part in parts:
-                figure, seconds = part_figure(parts[row.part])
+            elif part in parts:
+                figure, seconds = part_figure(parts[part])
             else:
                 figure, seconds = "-", None
-            goal = goal_text(row.goal_s, seconds, step.goal)
-            rows.append({"step": row.label, "status": status, "figure": figure, "goal": goal})
+                if args.smoke and status == "ok":  # the script ran but never reported the part
+                    row_status, failed = f"FAIL (no part {part!r})", True
+            goal = "-" if args.smoke else goal_text(row.goal_s, seconds, step.goal)
+            rows.append({"step": row.label, "status": row_status, "figure": figure, "goal": goal})
     total = time.perf_counter() - start
     rows.append({"step": "whole suite", "status": "ok", "figure": f"{total:.0f} s", "goal": ""})
     rows[-1]["goal"] = goal_text(args.budget, total)
@@ -314,6 +336,7 @@ def dry_run(args) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="run every step on the CPU, tiny sizes")
     p.add_argument("--budget", type=float, default=470.0, help="seconds for the whole suite")
     p.add_argument("--log-dir", default=os.environ.get("EXPLORER_SUITE_LOGS", "gpu-suite-logs"))
     p.add_argument("--only", nargs="*", help="run the steps whose name contains one of these")

@@ -4,6 +4,8 @@
 #   benchmarks/gpu_suite.sh                  run it on a machine with a CUDA GPU
 #   benchmarks/gpu_suite.sh --dry-run        on any machine: prove that it starts and that every
 #                                            step it names exists (CI runs this)
+#   benchmarks/gpu_suite.sh --smoke          on any machine: run every step end to end on the CPU
+#                                            at tiny sizes (CI runs this too; needs torchdr)
 #   benchmarks/gpu_suite.sh --only umap spectra   run only the steps whose name contains a word
 #   benchmarks/gpu_suite.sh --log-dir DIR    where each step's log and summary.json go
 #   benchmarks/gpu_suite.sh --fetch-wheels   (where pip reaches an index) download the optional

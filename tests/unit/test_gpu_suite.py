@@ -4,6 +4,7 @@ step it names is in place; the pieces that read the steps' output and check thei
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,56 @@ def test_dry_run_finds_every_step(suite, tmp_path):
         line = next(x for x in out.stdout.splitlines() if x.startswith(step.name + " "))
         assert "| ok " in line, line
     assert "gpu tests collected" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchdr") is None, reason="needs torchdr (test extra)"
+)
+def test_smoke_runs_every_step_end_to_end_on_the_cpu(suite, tmp_path):
+    """Every benchmark of the suite runs to its figures at a tiny size on the CPU (~30 s), so a GPU
+    session's minutes are not lost to a script that fails before its first figure."""
+    env = dict(os.environ, EXPLORER_PYTHON=sys.executable)
+    out = subprocess.run(
+        [str(ROOT / "benchmarks/gpu_suite.sh"), "--smoke", "--log-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    labels = [row.label for step in suite.steps(tmp_path) for row in step.rows]
+    assert [r["step"] for r in rows] == ["environment", *labels, "whole suite"]
+    for r in rows:
+        assert r["status"] == "ok" and r["figure"] not in ("-", "no figure"), r
+    assert "skipped" in rows[1]["figure"]  # tests/gpu without CUDA
+
+
+def test_smoke_fails_a_step_that_never_reports_its_part(suite, tmp_path, monkeypatch, capsys):
+    quiet = tmp_path / "quiet.py"
+    quiet.write_text("print('started, then nothing')\n")
+    bench = tmp_path / "bench.py"  # reports the part its argument names
+    bench.write_text('import json, sys; print(json.dumps({"part": sys.argv[1], "seconds": 0.5}))\n')
+    steps = [
+        suite.Step("quiet", [sys.executable, str(quiet)], 30, [suite.Row("a", "a")], smoke=[]),
+        suite.Step(
+            "bench",
+            [sys.executable, str(bench), "big"],
+            30,
+            [suite.Row("b", "big", 5, smoke_part="small")],
+            smoke=["small"],
+        ),
+    ]
+    monkeypatch.setattr(suite, "steps", lambda log_dir: steps)
+    args = suite.argparse.Namespace(
+        budget=60.0, log_dir=str(tmp_path / "logs"), only=None, smoke=True
+    )
+    assert suite.run(args) == 1
+    out = capsys.readouterr().out
+    row = {line.split("|")[0].strip(): line for line in out.splitlines() if "|" in line}
+    assert "FAIL (no part 'a')" in row["a"]
+    assert "| ok " in row["b"] and "0.50 s" in row["b"] and "(met)" not in row["b"]
 
 
 def test_every_step_fits_the_suite_budget(suite, tmp_path):
@@ -103,7 +154,9 @@ def test_run_times_out_a_slow_step_and_tables_the_rest(suite, tmp_path, monkeypa
     monkeypatch.setattr(suite, "steps", lambda log_dir: steps)
     monkeypatch.setattr(suite, "environment", lambda: "fake GPU")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    args = suite.argparse.Namespace(budget=25.0, log_dir=str(tmp_path / "logs"), only=None)
+    args = suite.argparse.Namespace(
+        budget=25.0, log_dir=str(tmp_path / "logs"), only=None, smoke=False
+    )
     assert suite.run(args) == 1  # the timeout fails the suite
     out = capsys.readouterr().out
     row = {line.split("|")[0].strip(): line for line in out.splitlines() if "|" in line}
