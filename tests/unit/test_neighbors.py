@@ -39,6 +39,34 @@ def test_knn_queries_float64_and_half():
     assert d16.dtype == torch.float32
 
 
+@pytest.mark.parametrize("precision", ["bf16", "tf32", "fp32"])
+def test_row_blocks_in_every_precision_give_the_exact_neighbours(precision):
+    """The candidate search of the CUDA path (one addmm per block; bf16 products converted as the
+    norms are added) run on the CPU: with its margin, the exact recomputation finds sklearn's
+    neighbours (bf16 rounds the products to 3 significant digits)."""
+    from explorer.kernel.neighbors import _candidates_rows, _refine
+
+    rng = np.random.default_rng(3)
+    x = torch.as_tensor((rng.standard_normal((1500, 40)) + 5).astype(np.float32))
+    x = x - x.mean(0)
+    rows = torch.arange(1500)
+    d, i = _refine(x, rows, _candidates_rows(x, rows, 10 + 16, precision), 10)
+    dr, ir = _reference(x.numpy(), 10)
+    np.testing.assert_allclose(d.numpy(), dr, rtol=2e-5, atol=1e-5)
+    assert (i.numpy() == ir).mean() > 0.999
+
+
+def test_cuda_blocks_grow_with_free_memory(monkeypatch):
+    """64 rows per block keep the product memory bound at 1M points; the CUDA path takes as many
+    rows as a quarter of the free memory holds at 8 bytes per product, 64 to 4,096."""
+    from explorer.kernel import neighbors
+
+    for free, n, rows in [(140e9, 1_000_000, 4096), (16e9, 1_000_000, 500), (1e9, 10**7, 64)]:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, f=free: (int(f), int(f)))
+        assert neighbors._cuda_block_rows(n, n, torch.device("cuda")) == rows
+    assert neighbors._cuda_block_rows(100, 100, torch.device("cuda")) == 100
+
+
 def test_knn_bad_k():
     with pytest.raises(ValueError, match="k must be between"):
         knn(np.zeros((5, 2)), 5)
