@@ -153,7 +153,8 @@ def part_figure(obj: dict) -> tuple[str, float | None]:
         return f"skipped: {obj.get('why', '')}", None
     seconds = obj.get("seconds")
     extra = []
-    for k in ("knn_seconds", "trustworthiness_10", "knn_accuracy_layout", "twonn", "mle"):
+    shown = ("knn_seconds", "knn_bf16_seconds", "knn_bf16_same", "trustworthiness_10")
+    for k in (*shown, "knn_accuracy_layout", "twonn", "mle"):
         if k in obj:
             extra.append(f"{k.replace('_layout', '')} {obj[k]}")
     q = obj.get("quality_last_depth")
