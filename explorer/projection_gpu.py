@@ -72,7 +72,6 @@ def gpu_layout(
     params = {k: v for k, v in options.items() if k != ENGINE_OPTION}
     x = x.detach().to(device=device, dtype=torch.float32)
     if method == "umap":
-        params.setdefault("n_neighbors", min(15, x.shape[0] - 1))
         out = umap_gpu(x, n_components, seed=seed, init=init, engine=engine, **params)
     else:
         out = tsne_gpu(x, n_components, seed=seed, init=init, engine=engine, **params)

@@ -32,12 +32,13 @@ were. On CUDA the layout is reproducible up to the non-determinism of atomic add
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from explorer.errors import MissingDependencyError
+from explorer.errors import ArgumentError, MissingDependencyError
 from explorer.kernel.neighbors import knn
 from explorer.kernel.projection import pca
 
@@ -50,6 +51,14 @@ GPU_ENGINES = ("torchdr", "cuml")
 # TorchDR: compute where the data are ("auto" follows X; it compares devices as strings), in
 # this process only (not across the ranks of a torchrun launch)
 _TORCHDR_COMMON = {"device": "auto", "distributed": False}
+
+# TorchDR's NeighborEmbedding reads scikit-learn's names for lr and early_exaggeration_coeff
+_TORCHDR_ALIASES = frozenset({"learning_rate", "early_exaggeration"})
+# parameters of TorchDR's base classes that its estimators fill in themselves
+_TORCHDR_INTERNAL = frozenset(
+    {"self", "affinity_in", "affinity_out", "kwargs_affinity_out", "loss_fn", "kwargs_loss"}
+    | {"encoder", "n_negatives"}
+)
 
 _INSTALL = (
     "install one: `pip install 'torchdr>=0.5,<0.6'` (pure torch, or `pip install explorer[gpu]`), "
@@ -89,7 +98,7 @@ def umap_gpu(
     x: torch.Tensor,
     n_components: int = 2,
     *,
-    n_neighbors: int = 15,
+    n_neighbors: int | None = None,
     min_dist: float = 0.1,
     n_epochs: int | None = None,
     seed: int = 0,
@@ -104,8 +113,9 @@ def umap_gpu(
     x : tensor (N, D)
         The points, float32 (other float types are converted).
     n_components : int
-    n_neighbors : int
-        Neighbourhood size including the point itself (umap-learn's convention), at most N - 1.
+    n_neighbors : int, optional
+        Neighbourhood size including the point itself (umap-learn's convention), at most N - 1
+        (TorchDR: N - 2). Default 15, or that most for fewer points.
     min_dist : float
     n_epochs : int, optional
         Default: 500 up to 10,000 points, else 200 (umap-learn's rule).
@@ -115,7 +125,9 @@ def umap_gpu(
         (TorchDR; cuML: its spectral initialisation).
     engine : {"auto", "torchdr", "cuml"}
     **options
-        Passed to ``torchdr.UMAP`` or ``cuml.manifold.UMAP``.
+        Passed to ``torchdr.UMAP`` or ``cuml.manifold.UMAP``: a name the library does not take
+        (TorchDR would ignore it), or one set here (the epochs, seed, start, device, metric),
+        is an :class:`~explorer.errors.ArgumentError`.
 
     Returns
     -------
@@ -123,16 +135,21 @@ def umap_gpu(
     """
     x = _points(x)
     n = x.shape[0]
-    if not 2 <= n_neighbors <= n - 1:
-        raise ValueError(f"n_neighbors must be between 2 and N - 1 = {n - 1}, got {n_neighbors}")
-    epochs = n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
     engine = choose_gpu_engine(engine, x.device)
+    most = n - 2 if engine == "torchdr" else n - 1  # TorchDR asks for fewer than N - 1
+    n_neighbors = min(15, most) if n_neighbors is None else n_neighbors
+    if not 2 <= n_neighbors <= most:
+        raise ArgumentError(
+            f"n_neighbors must be between 2 and {most} for {n} points ({engine}), got {n_neighbors}"
+        )
+    epochs = n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
     if engine == "cuml":
         from cuml.manifold import UMAP
 
-        dist, idx = knn(x, n_neighbors - 1)
         params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "n_epochs": epochs}
-        params |= {"random_state": seed, "precomputed_knn": _with_self(dist, idx)}
+        params |= {"random_state": seed, "precomputed_knn": None}
+        _check_options("cuml.manifold.UMAP", params | {"n_components": 1, "init": 1}, options)
+        params["precomputed_knn"] = _with_self(*knn(x, n_neighbors - 1))
         if init is not None:
             params["init"] = _as_numpy(init)
         return _run_cuml(UMAP(n_components=n_components, **params, **options), x)
@@ -142,7 +159,7 @@ def umap_gpu(
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "max_iter": epochs}
     params |= {"metric": "euclidean", "backend": None, "process_duplicates": False}
     params |= _torchdr_init(init, x, n_components, keep_scale=True)
-    model = torchdr.UMAP(n_components=n_components, **_TORCHDR_COMMON, **params, **options)
+    model = _torchdr_model(torchdr.UMAP, {"n_components": n_components, **params}, options)
     return _run_torchdr(model, x, seed, squared=False)
 
 
@@ -173,7 +190,7 @@ def tsne_gpu(
         PCA initialisation) instead of PCA.
     engine : {"auto", "torchdr", "cuml"}
     **options
-        Passed to ``torchdr.TSNE`` or ``cuml.manifold.TSNE``.
+        Passed to ``torchdr.TSNE`` or ``cuml.manifold.TSNE`` (checked as for :func:`umap_gpu`).
 
     Returns
     -------
@@ -187,9 +204,10 @@ def tsne_gpu(
         from cuml.manifold import TSNE
 
         k = min(n - 1, int(3 * perplexity))
-        dist, idx = knn(x, k)
         params = {"perplexity": perplexity, "max_iter": max_iter, "random_state": seed}
-        params |= {"n_neighbors": k + 1, "precomputed_knn": _with_self(dist, idx)}
+        params |= {"n_neighbors": k + 1, "precomputed_knn": None}
+        _check_options("cuml.manifold.TSNE", params | {"n_components": 1, "init": 1}, options)
+        params["precomputed_knn"] = _with_self(*knn(x, k))
         if init is not None:
             params["init"] = _as_numpy(init)
         return _run_cuml(TSNE(n_components=n_components, **params, **options), x)
@@ -202,7 +220,7 @@ def tsne_gpu(
     params = {"perplexity": perplexity, "max_iter": max_iter, "backend": backend}
     params |= {"metric": "sqeuclidean", "process_duplicates": False}
     params |= _torchdr_init(init, x, n_components, keep_scale=False)
-    model = torchdr.TSNE(n_components=n_components, **_TORCHDR_COMMON, **params, **options)
+    model = _torchdr_model(torchdr.TSNE, {"n_components": n_components, **params}, options)
     return _run_torchdr(model, x, seed, squared=True)
 
 
@@ -215,8 +233,48 @@ def _points(x) -> torch.Tensor:
 
 
 def _as_numpy(a) -> np.ndarray:
+    """A starting layout as float32 numpy."""
+    if isinstance(a, str):
+        raise ArgumentError(
+            f"init is a starting layout, an (N, n_components) array, not {a!r}: leave it out "
+            "for the engine's own start"
+        )
     a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _check_options(library: str, ours: dict, options: dict, known: set | None = None) -> None:
+    """The options a user passes on to ``library``'s estimator: none that this module sets itself
+    (``ours``, and the seed), and, when ``known`` is given, only names the estimator takes."""
+    clash = sorted(set(options) & (set(ours) | {"random_state"}))
+    if clash:
+        raise ArgumentError(
+            f"explorer sets {library}'s {clash} itself: pass seed=..., init=..., n_epochs "
+            "(UMAP) or max_iter (t-SNE), device=... or the method's own arguments instead"
+        )
+    unknown = sorted(set(options) - known) if known is not None else []
+    if unknown:
+        raise ArgumentError(
+            f"{library} takes no option {unknown}; it takes {sorted(known - set(ours))}"
+        )
+
+
+def _torchdr_model(cls: type, ours: dict, options: dict):
+    """``cls(**ours, **options)`` for a TorchDR estimator, the options checked first: TorchDR
+    passes unknown keywords down its classes and drops them, so a misspelt option would be
+    ignored without a word. The names it takes are those of the ``__init__`` of its classes
+    (the affinity objects, loss and encoder aside) and the two aliases its ``NeighborEmbedding``
+    reads."""
+    ours = {**_TORCHDR_COMMON, **ours}
+    known = set(_TORCHDR_ALIASES)
+    for c in cls.__mro__:
+        if "__init__" in vars(c) and c.__module__.startswith("torchdr"):
+            for name, p in inspect.signature(c.__init__).parameters.items():
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    known.add(name)
+    known -= _TORCHDR_INTERNAL
+    _check_options(f"torchdr.{cls.__name__}", ours, options, known)
+    return cls(**ours, **options)
 
 
 def _torchdr_init(init, x: torch.Tensor, n_components: int, keep_scale: bool) -> dict:

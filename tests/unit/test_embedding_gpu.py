@@ -8,6 +8,9 @@ tests (tests/gpu/test_projection_gpu.py) compare with the CPU reference at scale
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +20,7 @@ import explorer.kernel.embedding_gpu as eg
 import explorer.projection_gpu as pg
 from explorer.activations import Activations
 from explorer.cache import Cache
-from explorer.errors import MissingDependencyError
+from explorer.errors import ArgumentError, MissingDependencyError
 from explorer.jobs import JobEngine
 from explorer.kernel.neighbors import knn, knn_accuracy
 from explorer.kernel.projection import pca
@@ -174,8 +177,83 @@ def test_no_engine_installed(monkeypatch):
 def test_bad_input():
     with pytest.raises(ValueError, match="at least 4 points"):
         eg.umap_gpu(torch.zeros(3, 5), engine="torchdr")
-    with pytest.raises(ValueError, match="n_neighbors"):
-        eg.umap_gpu(torch.randn(10, 5), n_neighbors=10, engine="torchdr")
+
+
+@needs_torchdr
+def test_torchdr_neighbourhoods_of_a_few_points(one_thread):
+    """TorchDR asks for fewer than N - 1 neighbours: the default shrinks to N - 2 for fewer than
+    17 points, and a larger n_neighbors is explorer's error with the bound, not TorchDR's."""
+    x = torch.randn(5, 4)
+    assert eg.umap_gpu(x, engine="torchdr", n_epochs=5).shape == (5, 2)
+    with pytest.raises(ArgumentError, match="between 2 and 3 for 5 points"):
+        eg.umap_gpu(x, n_neighbors=4, engine="torchdr")
+
+
+@needs_torchdr
+def test_torchdr_options_are_checked(one_thread):
+    """TorchDR drops keywords it does not know: a misspelt option would be ignored silently.
+    Options explorer sets itself (epochs, seed) say what to pass instead."""
+    x, _ = _mixture(60, 8)
+    with pytest.raises(ArgumentError, match=r"takes no option \['n_neighbours'\]"):
+        eg.umap_gpu(x, engine="torchdr", n_neighbours=10)
+    with pytest.raises(ArgumentError, match=r"sets torchdr.UMAP's \['max_iter'\].*n_epochs"):
+        eg.umap_gpu(x, engine="torchdr", max_iter=10)
+    with pytest.raises(ArgumentError, match=r"\['random_state'\].*seed="):
+        eg.tsne_gpu(x, engine="torchdr", random_state=1)
+    with pytest.raises(ArgumentError, match=r"takes no option \['perplexty'\]"):
+        eg.tsne_gpu(x, engine="torchdr", perplexty=5)
+    # TorchDR's own names, its base classes' and the scikit-learn aliases it reads
+    z = eg.umap_gpu(x, engine="torchdr", n_epochs=5, negative_sample_rate=2, learning_rate=0.5)
+    assert z.shape == (60, 2) and torch.isfinite(z).all()
+
+
+@pytest.fixture
+def fake_cuml(monkeypatch):
+    """cuML runs on CUDA only, never here: a stand-in records what explorer hands it."""
+    seen = {}
+
+    class Estimator:
+        def __init__(self, **params):
+            seen.clear()
+            seen.update(params)
+
+        def fit_transform(self, x):
+            return np.zeros((x.shape[0], seen["n_components"]), np.float32)
+
+    manifold = types.ModuleType("cuml.manifold")
+    manifold.UMAP = manifold.TSNE = Estimator
+    cuml = types.ModuleType("cuml")
+    cuml.manifold = manifold
+    monkeypatch.setitem(sys.modules, "cuml", cuml)
+    monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
+    monkeypatch.setattr(eg, "choose_gpu_engine", lambda engine, device: "cuml")
+    return seen
+
+
+def test_cuml_gets_the_kernel_knn_with_the_point_itself_first(fake_cuml):
+    x, _ = _mixture(100, 8)
+    dist, idx = knn(x, 9)
+    z = eg.umap_gpu(x, seed=3, n_neighbors=10, engine="cuml", spread=2.0)
+    assert z.shape == (100, 2) and z.dtype == torch.float32
+    got_idx, got_dist = fake_cuml["precomputed_knn"]
+    np.testing.assert_array_equal(got_idx[:, 0], np.arange(100))
+    np.testing.assert_array_equal(got_idx[:, 1:], idx.numpy())
+    np.testing.assert_allclose(got_dist[:, 1:], dist.numpy())
+    assert (fake_cuml["n_neighbors"], fake_cuml["random_state"], fake_cuml["spread"]) == (
+        10,
+        3,
+        2.0,
+    )
+    assert "init" not in fake_cuml  # cuML's spectral start
+    start = np.ones((100, 2), np.float32)
+    eg.tsne_gpu(x, seed=4, perplexity=5.0, engine="cuml", init=start)
+    assert fake_cuml["n_neighbors"] == 16 and fake_cuml["precomputed_knn"][0].shape == (100, 16)
+    np.testing.assert_array_equal(fake_cuml["init"], start)
+    for bad in ({"random_state": 1}, {"precomputed_knn": None}):
+        with pytest.raises(ArgumentError, match="explorer sets cuml.manifold"):
+            eg.umap_gpu(x, engine="cuml", **bad)
+    with pytest.raises(ArgumentError, match="init is a starting layout"):
+        eg.umap_gpu(x, engine="cuml", init="random")
 
 
 def test_with_self_follows_umap_learns_convention():
