@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -181,7 +182,9 @@ def tsne_gpu(
     x : tensor (N, D)
     n_components : int
     perplexity : float, optional
-        Default ``min(30, (N - 1) / 3)`` (as on the CPU path).
+        Default ``min(30, (N - 1) / 3)`` (as on the CPU path). TorchDR 0.5 takes the integer part
+        (at least 2, at most N - 2): a fractional value it is given says so in a warning; the
+        default, fractional below 91 points, is rounded down without one.
     max_iter : int
         Iterations, early exaggeration included (scikit-learn's default, 1000).
     seed : int
@@ -198,7 +201,8 @@ def tsne_gpu(
     """
     x = _points(x)
     n = x.shape[0]
-    perplexity = min(30.0, (n - 1) / 3.0) if perplexity is None else float(perplexity)
+    default = perplexity is None
+    perplexity = min(30.0, (n - 1) / 3.0) if default else float(perplexity)
     engine = choose_gpu_engine(engine, x.device)
     if engine == "cuml":
         from cuml.manifold import TSNE
@@ -217,6 +221,13 @@ def tsne_gpu(
     backend = "keops" if importlib.util.find_spec("pykeops") is not None else None
     if backend is None:
         _check_dense_fits(n, x.device)
+    if perplexity != int(perplexity) and not default:
+        warnings.warn(
+            f"TorchDR uses the integer part of the perplexity: {int(perplexity)}, not "
+            f"{perplexity:g}",
+            stacklevel=2,
+        )
+    perplexity = float(int(perplexity))
     params = {"perplexity": perplexity, "max_iter": max_iter, "backend": backend}
     params |= {"metric": "sqeuclidean", "process_duplicates": False}
     params |= _torchdr_init(init, x, n_components, keep_scale=False)

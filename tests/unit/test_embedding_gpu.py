@@ -202,6 +202,8 @@ def test_torchdr_options_are_checked(one_thread):
         eg.tsne_gpu(x, engine="torchdr", random_state=1)
     with pytest.raises(ArgumentError, match=r"takes no option \['perplexty'\]"):
         eg.tsne_gpu(x, engine="torchdr", perplexty=5)
+    with pytest.warns(UserWarning, match="integer part of the perplexity: 7, not 7.5"):
+        eg.tsne_gpu(x, engine="torchdr", perplexity=7.5, max_iter=10)
     # TorchDR's own names, its base classes' and the scikit-learn aliases it reads
     z = eg.umap_gpu(x, engine="torchdr", n_epochs=5, negative_sample_rate=2, learning_rate=0.5)
     assert z.shape == (60, 2) and torch.isfinite(z).all()
