@@ -28,6 +28,8 @@ distance 0. Ties are broken arbitrarily.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -40,6 +42,8 @@ DUPLICATE_RTOL = 1e-5
 # elements of one block of products (2**25 float32 = 128 MiB)
 _BLOCK_ELEMS = 1 << 25
 _CPU_MARGIN = 4
+# candidate rows of all N columns are padded to a multiple of this (see _candidates_rows)
+_PAD_COLS = 512
 
 
 def _as_tensor(X) -> torch.Tensor:
@@ -131,6 +135,13 @@ def _candidates_rows(x: torch.Tensor, rows: torch.Tensor, kc: int, precision: st
     n = x.shape[0]
     norms = _sq_norms(x)
     y = x.to(torch.bfloat16) if precision == "bf16" else x
+    # columns padded to a multiple of _PAD_COLS with points at infinity (zero vectors, |y|^2 =
+    # inf), so that the group minima of _tile_topk apply to any N (a prime N would leave a plain
+    # top-k over whole rows)
+    pad = (-n) % _PAD_COLS if n >= 4 * _PAD_COLS else 0
+    if pad:
+        y = torch.cat([y, y.new_zeros(pad, y.shape[1])])
+        norms = torch.cat([norms, norms.new_full((pad,), float("inf"))])
     yt = y.T
     out = torch.empty(len(rows), kc, dtype=torch.long, device=x.device)
     cuda = x.device.type == "cuda"
@@ -170,8 +181,11 @@ def _merge(vals, idx, new_vals, new_idx, kc: int):
 
 
 def _groups(size: int, kc: int) -> int:
-    """Number of interleaved groups a tile side of ``size`` is reduced over (1 = plain top-k)."""
-    g = 16
+    """Number of interleaved groups a tile side of ``size`` is reduced over (1 = plain top-k):
+    a power of two that divides ``size``, leaves groups of at least ``4 kc`` entries, and is
+    near ``sqrt(size / kc)`` for wide rows (top-k then runs on ``size / g`` minima and on the
+    ``kc g`` entries of the chosen groups, both ~``sqrt(size kc)``), at least 16 if it fits."""
+    g = 1 << (int(max(16.0, math.sqrt(size / kc))).bit_length() - 1)
     while g > 1 and (size % g or size // g < 4 * kc):
         g //= 2
     return g

@@ -47,13 +47,31 @@ def test_row_blocks_in_every_precision_give_the_exact_neighbours(precision):
     from explorer.kernel.neighbors import _candidates_rows, _refine
 
     rng = np.random.default_rng(3)
-    x = torch.as_tensor((rng.standard_normal((1500, 40)) + 5).astype(np.float32))
+    n = 2053  # prime: the columns are padded with points at infinity to 2,560
+    x = torch.as_tensor((rng.standard_normal((n, 40)) + 5).astype(np.float32))
     x = x - x.mean(0)
-    rows = torch.arange(1500)
+    rows = torch.arange(n)
     d, i = _refine(x, rows, _candidates_rows(x, rows, 10 + 16, precision), 10)
     dr, ir = _reference(x.numpy(), 10)
     np.testing.assert_allclose(d.numpy(), dr, rtol=2e-5, atol=1e-5)
     assert (i.numpy() == ir).mean() > 0.999
+
+
+@pytest.mark.parametrize(
+    ("size", "kc", "groups"), [(1024, 18, 8), (2**16, 30, 32), (2**20, 30, 128)]
+)
+def test_group_minima_give_the_top_k_of_wide_rows(size, kc, groups):
+    """The kc smallest entries of a row lie in the kc groups with the smallest minima; wide rows
+    (a CUDA block's 1M columns) take ~sqrt(size / kc) groups, so top-k runs on ~sqrt(size kc)."""
+    from explorer.kernel.neighbors import _groups, _tile_topk
+
+    assert _groups(size, kc) == groups
+    assert _groups(size + 1, kc) == 1  # odd: a plain top-k (_candidates_rows pads instead)
+    d2 = torch.rand(3, size, generator=torch.Generator().manual_seed(size))
+    values, positions = _tile_topk(d2, kc, 1)
+    expected = d2.topk(kc, dim=1, largest=False).values
+    torch.testing.assert_close(values.sort(1).values, expected, rtol=0, atol=0)
+    torch.testing.assert_close(d2.gather(1, positions), values, rtol=0, atol=0)
 
 
 def test_cuda_blocks_grow_with_free_memory(monkeypatch):
