@@ -34,7 +34,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 import torch
@@ -149,7 +149,7 @@ def umap_gpu(
 
         params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "n_epochs": epochs}
         params |= {"random_state": seed, "precomputed_knn": None}
-        _check_options("cuml.manifold.UMAP", params | {"n_components": 1, "init": 1}, options)
+        _check_options("cuml.manifold.UMAP", {*params, "n_components", "init"}, options)
         params["precomputed_knn"] = _with_self(*knn(x, n_neighbors - 1))
         if init is not None:
             params["init"] = _as_numpy(init)
@@ -210,7 +210,7 @@ def tsne_gpu(
         k = min(n - 1, int(3 * perplexity))
         params = {"perplexity": perplexity, "max_iter": max_iter, "random_state": seed}
         params |= {"n_neighbors": k + 1, "precomputed_knn": None}
-        _check_options("cuml.manifold.TSNE", params | {"n_components": 1, "init": 1}, options)
+        _check_options("cuml.manifold.TSNE", {*params, "n_components", "init"}, options)
         params["precomputed_knn"] = _with_self(*knn(x, k))
         if init is not None:
             params["init"] = _as_numpy(init)
@@ -254,9 +254,11 @@ def _as_numpy(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _check_options(library: str, ours: dict, options: dict, known: set | None = None) -> None:
-    """The options a user passes on to ``library``'s estimator: none that this module sets itself
-    (``ours``, and the seed), and, when ``known`` is given, only names the estimator takes."""
+def _check_options(
+    library: str, ours: Collection[str], options: dict, known: set[str] | None = None
+) -> None:
+    """The options a user passes on to ``library``'s estimator: none of the parameters this module
+    sets itself (``ours``, and the seed), and, when ``known`` is given, only names it takes."""
     clash = sorted(set(options) & (set(ours) | {"random_state"}))
     if clash:
         raise ArgumentError(
