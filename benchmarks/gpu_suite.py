@@ -65,7 +65,7 @@ def steps(log_dir: Path) -> list[Step]:
         Step(
             "pytest -m gpu",
             [PY, "-m", "pytest", "-m", "gpu", "tests/gpu", "-v", "-p", "no:cacheprovider"]
-            + ["--basetemp", str(log_dir / "pytest-tmp")],
+            + ["--durations=8", "--basetemp", str(log_dir / "pytest-tmp")],
             120,
             [Row("GPU tests (tests/gpu)", None)],
             goal="all pass",
