@@ -17,10 +17,13 @@ distances of the size of their true separation, not of the rounding noise.
   points after it, ``X[i0:]``, and its top-k is taken along both axes: along rows for the points
   of ``I``, along columns for the later points, which are merged into a running top-k. This halves
   the products; on a 2-core AVX2 CPU 50,000 x 384 with ``k = 2`` takes ~10 s (products ~75 %).
-* CUDA: all rows against all points, block by block (top-k over interleaved group minima first,
-  as on the CPU: at 1M points the top-k, not the products, is the cost), with the products in TF32
-  (``precision="tf32"``, default) or bfloat16 (``"bf16"``) and a larger candidate margin, then the
-  exact float32 recomputation (``precision="fp32"`` for full-precision products).
+* CUDA: all rows against all points, in blocks of up to 4,096 rows (as many as a quarter of the
+  free memory holds: fewer rows leave the product memory bound, each block reading all of ``X``),
+  each block one ``addmm``, with the products in TF32 (``precision="tf32"``, default) or bfloat16
+  (``"bf16"``) and a larger candidate margin, then the exact float32 recomputation
+  (``precision="fp32"`` for full-precision products). At 1M points the top-k, not the products,
+  is the cost: it runs on ~sqrt(N kc) group minima and members per row, not on N entries (the
+  columns padded with points at infinity so that any N splits into groups).
 
 Self-pairs are excluded by index, so a point's exact duplicate is its nearest neighbour at
 distance 0. Ties are broken arbitrarily.
