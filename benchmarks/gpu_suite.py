@@ -148,13 +148,19 @@ def own_figure(step: Step, text: str) -> tuple[str, float | None]:
     return (f"{float(m.group(1)):.2f} s" if m else "no figure"), float(m.group(1)) if m else None
 
 
+# the figures of a part's JSON line shown next to its seconds, in this order
+_FIGURES_SHOWN = (
+    *("knn_seconds", "knn_bf16_seconds", "knn_bf16_same"),
+    *("trustworthiness_10", "knn_accuracy_layout", "twonn", "mle"),
+)
+
+
 def part_figure(obj: dict) -> tuple[str, float | None]:
     if obj.get("status") == "skipped":
         return f"skipped: {obj.get('why', '')}", None
     seconds = obj.get("seconds")
     extra = []
-    shown = ("knn_seconds", "knn_bf16_seconds", "knn_bf16_same", "trustworthiness_10")
-    for k in (*shown, "knn_accuracy_layout", "twonn", "mle"):
+    for k in _FIGURES_SHOWN:
         if k in obj:
             extra.append(f"{k.replace('_layout', '')} {obj[k]}")
     q = obj.get("quality_last_depth")

@@ -59,15 +59,11 @@ def compare_spectral(x: np.ndarray) -> None:
     from umap.spectral import spectral_layout
 
     from explorer.kernel.fuzzy_graph import fuzzy_graph
+    from explorer.kernel.neighbors import with_self
     from explorer.kernel.spectral_init import spectral_init
     from explorer.kernel.umap_layout import search_neighbors
 
-    n = len(x)
-    dist, idx = search_neighbors(torch.from_numpy(x), 15)
-    graph = fuzzy_graph(
-        np.hstack([np.arange(n)[:, None], idx.numpy()]),
-        np.hstack([np.zeros((n, 1), np.float32), dist.numpy()]),
-    )
+    graph = fuzzy_graph(*with_self(*search_neighbors(torch.from_numpy(x), 15)))
     seconds, layouts = {}, {}
     for name, run in (
         ("explorer", lambda: spectral_init(graph, 2, x, np.random.RandomState(0))),

@@ -570,10 +570,10 @@ def import_umap():
 
 def warm_umap(force: bool = False) -> float | None:
     """Compile the numba code of ``project(acts, "umap")`` now, into numba's disk cache (see
-    :func:`use_numba_cache`; umap-learn is not imported), by laying out 300 random points, so that the first real UMAP, e.g. the
-    dashboard's, loads compiled code instead of waiting for the compiler. Returns the seconds it
-    took, or None when a stamp in the cache says this code was already compiled there (``force``
-    compiles anyway)."""
+    :func:`use_numba_cache`; umap-learn is not imported), by laying out 300 random points, so
+    that the first real UMAP, e.g. the dashboard's, loads compiled code instead of waiting for
+    the compiler. Returns the seconds it took, or None when a stamp in the cache says this code
+    was already compiled there (``force`` compiles anyway)."""
     from importlib.metadata import version
 
     stamp = numba_cache_dir() / "explorer-umap-warm.stamp"

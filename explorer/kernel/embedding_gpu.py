@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from explorer.errors import ArgumentError, MissingDependencyError
-from explorer.kernel.neighbors import knn
+from explorer.kernel.neighbors import knn, with_self
 from explorer.kernel.projection import pca
 
 __all__ = ["GPU_ENGINES", "available_gpu_engines", "choose_gpu_engine", "tsne_gpu", "umap_gpu"]
@@ -148,9 +148,10 @@ def umap_gpu(
         from cuml.manifold import UMAP
 
         params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "n_epochs": epochs}
-        params |= {"random_state": seed, "precomputed_knn": None}
-        _check_options("cuml.manifold.UMAP", {*params, "n_components", "init"}, options)
-        params["precomputed_knn"] = _with_self(*knn(x, n_neighbors - 1))
+        params["random_state"] = seed
+        ours = {*params, "n_components", "init", "precomputed_knn"}
+        _check_options("cuml.manifold.UMAP", ours, options)
+        params["precomputed_knn"] = with_self(*knn(x, n_neighbors - 1))
         if init is not None:
             params["init"] = _as_numpy(init)
         return _run_cuml(UMAP(n_components=n_components, **params, **options), x)
@@ -209,9 +210,10 @@ def tsne_gpu(
 
         k = min(n - 1, int(3 * perplexity))
         params = {"perplexity": perplexity, "max_iter": max_iter, "random_state": seed}
-        params |= {"n_neighbors": k + 1, "precomputed_knn": None}
-        _check_options("cuml.manifold.TSNE", {*params, "n_components", "init"}, options)
-        params["precomputed_knn"] = _with_self(*knn(x, k))
+        params["n_neighbors"] = k + 1
+        ours = {*params, "n_components", "init", "precomputed_knn"}
+        _check_options("cuml.manifold.TSNE", ours, options)
+        params["precomputed_knn"] = with_self(*knn(x, k))
         if init is not None:
             params["init"] = _as_numpy(init)
         return _run_cuml(TSNE(n_components=n_components, **params, **options), x)
@@ -341,15 +343,6 @@ def _run_cuml(model, x: torch.Tensor) -> torch.Tensor:
     if hasattr(out, "__cuda_array_interface__"):
         return torch.as_tensor(out, device=x.device).to(torch.float32)
     return torch.as_tensor(np.asarray(out), dtype=torch.float32, device=x.device)
-
-
-def _with_self(dist: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """umap-learn's precomputed-kNN convention (cuML follows it): column 0 is the point itself."""
-    n = idx.shape[0]
-    self_idx = torch.arange(n, device=idx.device).unsqueeze(1)
-    idx = torch.cat([self_idx, idx], 1)
-    dist = torch.cat([torch.zeros_like(dist[:, :1]), dist], 1)
-    return idx.cpu().numpy(), dist.cpu().numpy()
 
 
 def _check_dense_fits(n: int, device: torch.device) -> None:

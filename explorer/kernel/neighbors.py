@@ -124,6 +124,17 @@ def knn(
     return _refine(x, rows, cand, k)
 
 
+def with_self(dist: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A :func:`knn` result in umap-learn's precomputed-kNN convention (cuML and explorer's fuzzy
+    graph follow it): column 0 is the point itself at distance 0. Returns ``(indices int64,
+    distances float32)`` as numpy."""
+    n = idx.shape[0]
+    self_idx = torch.arange(n, device=idx.device).unsqueeze(1)
+    idx = torch.cat([self_idx, idx.long()], 1)
+    dist = torch.cat([torch.zeros_like(dist[:, :1]), dist], 1)
+    return idx.cpu().numpy(), dist.cpu().float().numpy()
+
+
 def _sq_norms(x: torch.Tensor) -> torch.Tensor:
     return (x * x).sum(1)
 

@@ -120,6 +120,7 @@ def umap_layout(
     """
     from explorer.kernel._umap_sgd import sgd_epoch
     from explorer.kernel.fuzzy_graph import fuzzy_graph
+    from explorer.kernel.neighbors import with_self
 
     report = progress or (lambda fraction: None)
     t = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
@@ -134,11 +135,7 @@ def umap_layout(
     if n_epochs is None:
         n_epochs = 500 if n_components == 1 and n <= 10_000 else 200
     dist, idx = neighbors or search_neighbors(t, n_neighbors, seed, neighbor_search)
-    self_col = np.arange(n, dtype=np.int64)[:, None]
-    knn_idx = np.hstack([self_col, idx[:, : n_neighbors - 1].cpu().numpy().astype(np.int64)])
-    knn_dist = np.hstack(
-        [np.zeros((n, 1), np.float32), dist[:, : n_neighbors - 1].cpu().float().numpy()]
-    )
+    knn_idx, knn_dist = with_self(dist[:, : n_neighbors - 1], idx[:, : n_neighbors - 1])
     report(0.2)
     run = n_epochs  # a warm start runs the last `run` epochs of the n_epochs schedule
     if previous_neighbors is not None and not isinstance(init, str):

@@ -256,12 +256,3 @@ def test_cuml_gets_the_kernel_knn_with_the_point_itself_first(fake_cuml):
             eg.umap_gpu(x, engine="cuml", **bad)
     with pytest.raises(ArgumentError, match="init is a starting layout"):
         eg.umap_gpu(x, engine="cuml", init="random")
-
-
-def test_with_self_follows_umap_learns_convention():
-    dist = torch.tensor([[1.0, 2.0], [0.5, 3.0], [0.5, 1.0]])
-    idx = torch.tensor([[1, 2], [2, 0], [1, 0]])
-    i, d = eg._with_self(dist, idx)
-    np.testing.assert_array_equal(i[:, 0], [0, 1, 2])
-    np.testing.assert_array_equal(d[:, 0], 0)
-    np.testing.assert_array_equal(i[:, 1:], idx.numpy())

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from explorer.kernel.neighbors import dedupe, find_duplicates, knn, knn_accuracy
+from explorer.kernel.neighbors import dedupe, find_duplicates, knn, knn_accuracy, with_self
 
 
 def _reference(x: np.ndarray, k: int):
@@ -83,6 +83,15 @@ def test_cuda_blocks_grow_with_free_memory(monkeypatch):
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, f=free: (int(f), int(f)))
         assert neighbors._cuda_block_rows(n, n, torch.device("cuda")) == rows
     assert neighbors._cuda_block_rows(100, 100, torch.device("cuda")) == 100
+
+
+def test_with_self_follows_umap_learns_convention():
+    dist = torch.tensor([[1.0, 2.0], [0.5, 3.0], [0.5, 1.0]])
+    idx = torch.tensor([[1, 2], [2, 0], [1, 0]])
+    i, d = with_self(dist, idx)
+    np.testing.assert_array_equal(i[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(d[:, 0], 0)
+    np.testing.assert_array_equal(i[:, 1:], idx.numpy())
 
 
 def test_knn_bad_k():
