@@ -60,8 +60,19 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def _block_rows(n: int, cols: int) -> int:
-    return int(max(64, min(n, _BLOCK_ELEMS // max(cols, 1), 2048)))
+def _block_rows(n_rows: int, n_cols: int, device: torch.device) -> int:
+    """Rows per block of products with ``n_cols`` columns.
+
+    CPU: a block of at most 128 MiB, 64 to 2,048 rows. CUDA: as many rows as a quarter of the
+    free memory holds at 8 bytes per product (a float32 block, plus bf16 products or the group
+    minima), 64 to 4,096. The block's product reads all of ``x`` once, so a block of ``m`` rows
+    does ``2 m D`` flops per 4 bytes read: 64 rows (the CPU rule at 1M points) keep the product
+    memory bound at about 10 s for 1M x 768 on an H200, ~1,000 rows make it compute bound."""
+    cols = max(n_cols, 1)
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+        return int(max(64, min(n_rows, free // 4 // (8 * cols), 4096)))
+    return int(max(64, min(n_rows, _BLOCK_ELEMS // cols, 2048)))
 
 
 def knn(
@@ -158,8 +169,7 @@ def _candidates_rows(x: torch.Tensor, rows: torch.Tensor, kc: int, precision: st
         norms = torch.cat([norms, norms.new_full((pad,), float("inf"))])
     yt = y.T
     out = torch.empty(len(rows), kc, dtype=torch.long, device=x.device)
-    cuda = x.device.type == "cuda"
-    step = _cuda_block_rows(len(rows), n, x.device) if cuda else _block_rows(len(rows), n)
+    step = _block_rows(len(rows), n, x.device)
     prev = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     try:
@@ -174,17 +184,6 @@ def _candidates_rows(x: torch.Tensor, rows: torch.Tensor, kc: int, precision: st
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev
     return out
-
-
-def _cuda_block_rows(n_rows: int, n_cols: int, device: torch.device) -> int:
-    """Rows per block on a CUDA device: as many as a quarter of its free memory holds at 8 bytes
-    per product (a float32 block, plus bf16 products or the group minima), from 64 to 4,096.
-
-    The block's product reads all of ``x`` once, so a block of ``m`` rows does ``2 m D`` flops
-    per 4 bytes read: 64 rows (the CPU's 128 MiB block at 1M points) keep the product memory
-    bound at about 10 s for 1M x 768 on an H200, ~1,000 rows make it compute bound."""
-    free = torch.cuda.mem_get_info(device)[0]
-    return int(max(64, min(n_rows, free // 4 // (8 * max(n_cols, 1)), 4096)))
 
 
 def _merge(vals, idx, new_vals, new_idx, kc: int):

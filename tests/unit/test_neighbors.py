@@ -81,8 +81,8 @@ def test_cuda_blocks_grow_with_free_memory(monkeypatch):
 
     for free, n, rows in [(140e9, 1_000_000, 4096), (16e9, 1_000_000, 500), (1e9, 10**7, 64)]:
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, f=free: (int(f), int(f)))
-        assert neighbors._cuda_block_rows(n, n, torch.device("cuda")) == rows
-    assert neighbors._cuda_block_rows(100, 100, torch.device("cuda")) == 100
+        assert neighbors._block_rows(n, n, torch.device("cuda")) == rows
+    assert neighbors._block_rows(100, 100, torch.device("cuda")) == 100
 
 
 def test_with_self_follows_umap_learns_convention():
