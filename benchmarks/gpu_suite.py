@@ -27,12 +27,16 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# the GPU tests' tmp_path, outside the log directory, which may be a folder that brings back
+# only a few files (pytest empties it at the start of each run)
+PYTEST_TMP = Path(tempfile.gettempdir()) / "explorer-gpu-suite-tests"
 
 
 @dataclass
@@ -65,7 +69,7 @@ def steps(log_dir: Path) -> list[Step]:
         Step(
             "pytest -m gpu",
             [PY, "-m", "pytest", "-m", "gpu", "tests/gpu", "-v", "-p", "no:cacheprovider"]
-            + ["--durations=8", "--basetemp", str(log_dir / "pytest-tmp")],
+            + ["--durations=8", "--basetemp", str(PYTEST_TMP)],
             120,
             [Row("GPU tests (tests/gpu)", None)],
             goal="all pass",
