@@ -92,7 +92,7 @@ def gpu_run(n: int) -> None:
 
     x = sphere(n, 10, 768, device="cuda")
     print(f"\nN = {n} x 768 (10-sphere), {torch.cuda.get_device_name()}")
-    for precision in ("bf16", "tf32", "fp32"):
+    for precision in ("tf32", "fp32"):
         torch.cuda.reset_peak_memory_stats()
         t, _ = timed(lambda p=precision: knn(x, 2, precision=p))
         line(
