@@ -33,9 +33,11 @@ class CKAStats:
     """Per-representation sufficient statistics: the column mean, ``||X^T X||_F^2``, the row
     norms ``||x_i||^2`` of the centred rows and ``||X||_F^2``, computed once per depth.
 
-    ``X`` stays where it is (a CPU tensor of 100k x 4096 is fine); blocks of rows travel to
-    ``device`` (default: ``X``'s) and are accumulated in ``dtype`` (default float64 on a CPU,
-    float32 on a GPU).
+    Blocks of rows are accumulated on ``device`` (default: ``X``'s) in ``dtype`` (default
+    float64 on a CPU, float32 on a GPU). A host ``X`` is copied to a CUDA ``device`` once, in its
+    stored dtype, when it takes at most a quarter of the free memory (:func:`_resident`); a
+    larger one stays on the host (a CPU tensor of 100k x 4096 is fine) and its blocks travel to
+    the device each time they are read.
     """
 
     def __init__(self, X, dtype: torch.dtype | None = None, device: torch.device | None = None):
@@ -44,10 +46,11 @@ class CKAStats:
             raise ValueError(f"expected an (N, D) matrix, got shape {tuple(x.shape)}")
         if x.shape[0] < 4:
             raise ValueError(f"CKA needs at least 4 points, got {x.shape[0]}")
+        self.device = torch.device(device) if device is not None else x.device
+        x = _resident(x, self.device)
         if not bool(torch.isfinite(x).all()):
             raise ValueError("the representation holds NaN/Inf values: CKA is undefined")
         self.x = x
-        self.device = torch.device(device) if device is not None else x.device
         self.dtype = dtype or (torch.float64 if self.device.type == "cpu" else torch.float32)
         self.n = x.shape[0]
         self.mean = None
@@ -75,6 +78,16 @@ class CKAStats:
         two widths, so two representations' blocks cover the same rows."""
         for blk in self._raw_blocks(other_dim):
             yield blk - self.mean
+
+
+def _resident(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on a CUDA ``device`` in its stored dtype when it takes at most a quarter of the free
+    memory, else ``x`` as it is. A depth x depth CKA reads each depth once per pair: streamed
+    from the host, 8 x 8 depths of 100k x 4096 float16 moved 105 GB and took 58 s on an H200."""
+    if device.type != "cuda" or x.device == device:
+        return x
+    free = torch.cuda.mem_get_info(device)[0]
+    return x.to(device) if x.numel() * x.element_size() <= free // 4 else x
 
 
 def _cross_dot(a: CKAStats, b: CKAStats) -> float:

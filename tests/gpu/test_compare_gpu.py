@@ -45,7 +45,12 @@ def test_randomized_svd_on_cuda_matches_exact_on_cpu():
     )
 
 
-def test_cka_on_cuda_matches_cpu():
+@pytest.mark.parametrize("resident", [True, False])
+def test_cka_on_cuda_matches_cpu(resident, monkeypatch):
+    """Host points are copied to the GPU once when they fit (resident), else streamed a block of
+    rows at a time (a GPU reporting 1 MB free); both give the CPU's CKA."""
+    if not resident:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 << 20, 1 << 30))
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(5000, 64, generator=gen)
     y = torch.tanh(x @ torch.randn(64, 32, generator=gen))
