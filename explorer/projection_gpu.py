@@ -46,7 +46,10 @@ def layout_engine(
             raise ValueError(f"{ENGINE_OPTION} applies to 'umap' and 'tsne' only")
         return None
     if named is not None:
-        return choose_gpu_engine(named, device)
+        try:
+            return choose_gpu_engine(named, device)
+        except ValueError as err:  # the kernel's words, said in terms of ex.project's option
+            raise ValueError(f"{ENGINE_OPTION}={named!r}: {err}") from None
     if device.type != "cuda":
         return None
     if requested is None or requested == "auto":

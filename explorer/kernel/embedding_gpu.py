@@ -89,7 +89,7 @@ def choose_gpu_engine(engine: str = "auto", device: torch.device | None = None) 
             )
         return installed[0]
     if engine == "cuml" and not cuda:
-        raise ValueError("engine 'cuml' runs on CUDA only: use engine='torchdr' or a CUDA device")
+        raise ValueError("cuML runs on CUDA only: name 'torchdr' instead, or use a CUDA device")
     if engine not in installed:
         raise MissingDependencyError(f"engine {engine!r} is not installed: {_INSTALL}")
     return engine

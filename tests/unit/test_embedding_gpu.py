@@ -151,8 +151,10 @@ def test_engine_choice(monkeypatch):
     assert pg.layout_engine("pca", "cuda", cuda, {}) is None
     with pytest.raises(ValueError, match="umap' and 'tsne' only"):
         pg.layout_engine("pca", "cuda", cuda, {"gpu_engine": "torchdr"})
-    with pytest.raises(ValueError, match="CUDA only"):
+    with pytest.raises(ValueError, match="gpu_engine='cuml': cuML runs on CUDA only"):
         pg.layout_engine("umap", "cpu", cpu, {"gpu_engine": "cuml"})
+    with pytest.raises(ValueError, match="gpu_engine='rapids': .*one of"):
+        pg.layout_engine("umap", "cuda", cuda, {"gpu_engine": "rapids"})
     with pytest.raises(ValueError, match="one of"):
         eg.choose_gpu_engine("rapids")
     monkeypatch.setattr(eg, "available_gpu_engines", lambda: ["cuml"])
