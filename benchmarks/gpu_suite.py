@@ -120,6 +120,19 @@ def steps(log_dir: Path) -> list[Step]:
             files=[bench + "dimension_gpu.py", bench + "dimension_vs_skdim.py"],
             smoke=["--device", "cpu", "--sizes", "2000", "20000", "--dim", "32"],
         ),
+        Step(
+            "full SVD",
+            [PY, bench + "svd_gpu.py"],
+            90,
+            [
+                Row(
+                    "full SVD 4096 x 4096 (compare's A)", "svd 4096x4096", smoke_part="svd 128x128"
+                ),
+                Row("full SVD 11008 x 4096", "svd 11008x4096", smoke_part="svd 344x128"),
+            ],
+            files=[bench + "svd_gpu.py", bench + "llama_shapes.py"],
+            smoke=["--device", "cpu", "--shrink", "32"],
+        ),
     ]
 
 
@@ -157,6 +170,7 @@ def own_figure(step: Step, text: str) -> tuple[str, float | None]:
 _FIGURES_SHOWN = (
     *("knn_seconds", "knn_recall"),
     *("trustworthiness_10", "knn_accuracy_layout", "twonn", "mle"),
+    *("default_sin64", "gesvd", "gesvdj", "gesvda", "gram64", "gram64_sin64", "gram64_orth"),
 )
 
 

@@ -14,7 +14,7 @@
 # Steps (benchmarks/gpu_suite.py): pytest -m gpu (tests/gpu), projection_gpu.py (PCA 1M x 768,
 # kNN + UMAP 1M x 768 goal <= 10 s, UMAP 100k x 12 depths goal <= 30 s), spectra_7b_gpu.py
 # (goal <= 8 s), compare_gpu.py (4 of the 32 layers, the model's time scaled; goal <= 15 s; and
-# CKA), dimension_gpu.py (100k and 1M).
+# CKA), dimension_gpu.py (100k and 1M), svd_gpu.py (full SVDs: cuSOLVER drivers vs float64 Gram).
 #
 # Python: $EXPLORER_PYTHON, else ./.venv/bin/python, else python3; this clone is put first on
 # PYTHONPATH. A GPU machine may have no index to install from: the optional packages that are
