@@ -71,7 +71,7 @@ def steps(log_dir: Path) -> list[Step]:
             "pytest -m gpu",
             [PY, "-m", "pytest", "-m", "gpu", "tests/gpu", "-v", "-p", "no:cacheprovider"]
             + ["--durations=8", "--basetemp", str(PYTEST_TMP)],
-            120,
+            90,  # the tests took 30 s on an H200 (numba compiling the CPU references)
             [Row("GPU tests (tests/gpu)", None)],
             goal="all pass",
             files=["tests/gpu"],
@@ -79,7 +79,7 @@ def steps(log_dir: Path) -> list[Step]:
         Step(
             "projection",
             [PY, bench + "projection_gpu.py", "--budget", "100"],
-            140,
+            120,
             [
                 Row("PCA 1M x 768", "pca"),
                 Row("kNN + UMAP 1M x 768, 1 depth", "umap1", 10),
@@ -112,7 +112,7 @@ def steps(log_dir: Path) -> list[Step]:
         Step(
             "dimension",
             [PY, bench + "dimension_gpu.py", "--sizes", "100000", "1000000", "--budget", "45"],
-            75,
+            60,
             [
                 Row("TwoNN + MLE 100k x 768", "dimension 100000", smoke_part="dimension 2000"),
                 Row("TwoNN 1M x 768", "dimension 1000000", smoke_part="dimension 20000"),
@@ -123,7 +123,7 @@ def steps(log_dir: Path) -> list[Step]:
         Step(
             "full SVD",
             [PY, bench + "svd_gpu.py"],
-            90,
+            75,
             [
                 Row(
                     "full SVD 4096 x 4096 (compare's A)", "svd 4096x4096", smoke_part="svd 128x128"
