@@ -38,6 +38,8 @@ import math
 import numpy as np
 import torch
 
+from explorer.memory_budget import available_bytes
+
 __all__ = ["Duplicates", "dedupe", "find_duplicates", "knn", "knn_accuracy"]
 
 #: Default relative tolerance of :func:`find_duplicates`: a pair closer than this times the median
@@ -66,13 +68,13 @@ def _block_rows(n_rows: int, n_cols: int, device: torch.device) -> int:
     """Rows per block of products with ``n_cols`` columns.
 
     CPU: a block of at most 128 MiB, 64 to 2,048 rows. CUDA: as many rows as a quarter of the
-    free memory holds at 8 bytes per product (a float32 block, plus the group minima and
+    free memory (:func:`~explorer.memory_budget.available_bytes`) holds at 8 bytes per product (a float32 block, plus the group minima and
     gathers), 64 to 4,096. The block's product reads all of ``x`` once, so a block of ``m`` rows
     does ``2 m D`` flops per 4 bytes read: 64 rows (the CPU rule at 1M points) keep the product
     memory bound at about 10 s for 1M x 768 on an H200, ~1,000 rows make it compute bound."""
     cols = max(n_cols, 1)
     if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
+        free = available_bytes(device)
         return int(max(64, min(n_rows, free // 4 // (8 * cols), 4096)))
     return int(max(64, min(n_rows, _BLOCK_ELEMS // cols, 2048)))
 
@@ -160,16 +162,15 @@ def _candidates_rows(x: torch.Tensor, rows: torch.Tensor, kc: int, precision: st
     row's ranking).
     """
     n = x.shape[0]
-    norms = _sq_norms(x)
-    y = x
+    cols, norms = x, _sq_norms(x)
     # columns padded to a multiple of _PAD_COLS with points at infinity (zero vectors, |y|^2 =
     # inf), so that the group minima of _tile_topk apply to any N (a prime N would leave a plain
     # top-k over whole rows)
     pad = (-n) % _PAD_COLS if n >= 4 * _PAD_COLS else 0
     if pad:
-        y = torch.cat([y, y.new_zeros(pad, y.shape[1])])
+        cols = torch.cat([x, x.new_zeros(pad, x.shape[1])])
         norms = torch.cat([norms, norms.new_full((pad,), float("inf"))])
-    yt = y.T
+    cols_t = cols.T
     out = torch.empty(len(rows), kc, dtype=torch.long, device=x.device)
     step = _block_rows(len(rows), n, x.device)
     prev = torch.backends.cuda.matmul.allow_tf32
@@ -177,7 +178,7 @@ def _candidates_rows(x: torch.Tensor, rows: torch.Tensor, kc: int, precision: st
     try:
         for s in range(0, len(rows), step):
             r = rows[s : s + step]
-            d2 = torch.addmm(norms, y[r], yt, alpha=-2)
+            d2 = torch.addmm(norms, x[r], cols_t, alpha=-2)
             d2[torch.arange(len(r), device=x.device), r] = float("inf")
             out[s : s + step] = _tile_topk(d2, kc, 1)[1]
     finally:

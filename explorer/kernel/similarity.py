@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from explorer.kernel.spectra import _tensor
+from explorer.memory_budget import available_bytes
 
 __all__ = ["CKAStats", "cka", "cka_from_stats"]
 
@@ -82,12 +83,12 @@ class CKAStats:
 
 def _resident(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``x`` on a CUDA ``device`` in its stored dtype when it takes at most a quarter of the free
-    memory, else ``x`` as it is. A depth x depth CKA reads each depth once per pair: streamed
+    memory (:func:`~explorer.memory_budget.available_bytes`), else ``x`` as it is. A depth x depth CKA reads each depth once per pair: streamed
     from the host, 8 x 8 depths of 100k x 4096 float16 moved 105 GB and took 58 s on an H200."""
     if device.type != "cuda" or x.device == device:
         return x
-    free = torch.cuda.mem_get_info(device)[0]
-    return x.to(device) if x.numel() * x.element_size() <= free // 4 else x
+    fits = x.numel() * x.element_size() <= available_bytes(device) // 4
+    return x.to(device) if fits else x
 
 
 def _cross_dot(a: CKAStats, b: CKAStats) -> float:
