@@ -93,8 +93,9 @@ def part_umap1(args) -> dict:
     # of the candidates is lost: the fraction found of the neighbours that full float32 products
     # give, for 10,000 query points
     queries = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:10_000]
-    _, ref = knn(x, 14, queries=queries.to(x.device), precision="fp32")
-    found = (idx[queries.to(x.device)].unsqueeze(2) == ref.unsqueeze(1)).any(2)
+    queries = queries.to(x.device)
+    _, ref = knn(x, 14, queries=queries, precision="fp32")
+    found = (idx[queries].unsqueeze(2) == ref.unsqueeze(1)).any(2)
     recall = float(found.float().mean())
     del idx, ref
     t0 = time.perf_counter()

@@ -434,10 +434,9 @@ def open_weight_file(path: Path) -> TensorStore:
     )
 
 
-def _holds_weights(directory: Path) -> bool:
-    return any(
-        p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".index.json") for p in directory.iterdir()
-    )
+def _weight_files(directory: Path) -> list[Path]:
+    """The files of ``directory`` with a weight suffix (shards included), sorted."""
+    return sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
 
 
 def open_weight_dir(directory: Path) -> TensorStore:
@@ -451,11 +450,11 @@ def open_weight_dir(directory: Path) -> TensorStore:
     for preferred in ("model.safetensors", "pytorch_model.bin"):
         if (directory / preferred).exists():
             return open_weight_file(directory / preferred)
-    files = sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    files = _weight_files(directory)
     safes = [p for p in files if p.suffix == ".safetensors"]
     files = safes or files
     if not files:
-        inside = [d.name for d in sorted(directory.iterdir()) if d.is_dir() and _holds_weights(d)]
+        inside = [d.name for d in sorted(directory.iterdir()) if d.is_dir() and _weight_files(d)]
         hint = (
             f"; weights are one folder down, in {', '.join(inside)}: load {directory / inside[0]}"
             if inside
