@@ -64,7 +64,7 @@ class Step:
         return self.argv[:2] + self.smoke if smoke and self.smoke is not None else self.argv
 
 
-def steps(log_dir: Path) -> list[Step]:
+def steps() -> list[Step]:
     bench = "benchmarks/"
     return [
         Step(
@@ -254,7 +254,7 @@ def run(args) -> int:
         print("gpu_suite: no CUDA GPU here (use --dry-run on a CPU)")
         return 1
     failed = False
-    for step in steps(log_dir):
+    for step in steps():
         if args.only and not any(o in step.name for o in args.only):
             continue
         left = args.budget - (time.perf_counter() - start)
@@ -331,7 +331,7 @@ def dry_run(args) -> int:
     except Exception as err:  # noqa: BLE001 - reported in the table
         add("environment", False, f"{type(err).__name__}: {err}")
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    for step in steps(Path(args.log_dir)):
+    for step in steps():
         missing = [f for f in step.files if not (ROOT / f).exists()]
         if missing:
             add(step.name, False, f"missing {missing}")

@@ -36,7 +36,7 @@ def test_dry_run_finds_every_step(suite, tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "dry run: every step is in place" in out.stdout
-    for step in suite.steps(tmp_path):
+    for step in suite.steps():
         line = next(x for x in out.stdout.splitlines() if x.startswith(step.name + " "))
         assert "| ok " in line, line
     assert "gpu tests collected" in out.stdout
@@ -80,7 +80,7 @@ def test_smoke_runs_every_step_end_to_end_on_the_cpu(suite, tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     rows = json.loads((tmp_path / "logs" / "summary.json").read_text())
-    labels = [row.label for step in suite.steps(tmp_path) for row in step.rows]
+    labels = [row.label for step in suite.steps() for row in step.rows]
     assert [r["step"] for r in rows] == ["environment", *labels, "whole suite"]
     for r in rows:
         assert r["status"] == "ok" and r["figure"] not in ("-", "no figure"), r
@@ -102,7 +102,7 @@ def test_smoke_fails_a_step_that_never_reports_its_part(suite, tmp_path, monkeyp
             smoke=["small"],
         ),
     ]
-    monkeypatch.setattr(suite, "steps", lambda log_dir: steps)
+    monkeypatch.setattr(suite, "steps", lambda: steps)
     args = suite.argparse.Namespace(
         budget=60.0, log_dir=str(tmp_path / "logs"), only=None, smoke=True
     )
@@ -113,8 +113,8 @@ def test_smoke_fails_a_step_that_never_reports_its_part(suite, tmp_path, monkeyp
     assert "| ok " in row["b"] and "0.50 s" in row["b"] and "(met)" not in row["b"]
 
 
-def test_every_step_fits_the_suite_budget(suite, tmp_path):
-    steps = suite.steps(tmp_path)
+def test_every_step_fits_the_suite_budget(suite):
+    steps = suite.steps()
     assert {
         *("pytest -m gpu", "projection", "spectra 7B", "compare 7B + CKA", "dimension"),
         "full SVD",
@@ -145,7 +145,7 @@ def test_reading_the_steps_output(suite):
     assert seconds == 7.5 and figure.startswith("7.50 s") and "0.99" in figure
     assert suite.goal_text(10, 7.5) == "<= 10 s (met)"
     assert suite.goal_text(10, 12.0) == "<= 10 s (MISSED)"
-    pytest_step, spectra_step = suite.steps(Path("/tmp"))[0], suite.steps(Path("/tmp"))[2]
+    pytest_step, spectra_step = suite.steps()[0], suite.steps()[2]
     summary = "....\n===== 20 passed, 5 skipped in 81.20s (0:01:21) =====\n"
     assert suite.own_figure(pytest_step, summary) == ("20 passed, 5 skipped", None)
     cut = "tests/gpu/a.py::test_x PASSED [ 4%]\ntests/gpu/a.py::test_y[cuml] SKIPPED (no) [ 8%]\n"
@@ -173,7 +173,7 @@ def test_run_times_out_a_slow_step_and_tables_the_rest(suite, tmp_path, monkeypa
         suite.Step("slow", [sys.executable, str(slow)], 12, [suite.Row("part b", "b")]),
         suite.Step("late", [sys.executable, str(fast)], 30, [suite.Row("part c", "a")]),
     ]
-    monkeypatch.setattr(suite, "steps", lambda log_dir: steps)
+    monkeypatch.setattr(suite, "steps", lambda: steps)
     monkeypatch.setattr(suite, "environment", lambda: "fake GPU")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     args = suite.argparse.Namespace(
