@@ -24,7 +24,7 @@ import sys
 import time
 
 import torch
-from llama_shapes import HIDDEN, shapes  # benchmarks/ is on sys.path when run as a script
+from llama_shapes import HIDDEN, base_and_tuned, shapes, sync  # benchmarks/ is on sys.path
 
 import explorer as ex
 
@@ -35,16 +35,8 @@ def pair(layers: int, shrink: int, device: str) -> tuple[dict, dict]:
     for i in range(layers):
         for name, (m, n) in shapes(shrink).items():
             key = f"model.layers.{i}.{name}.weight"
-            w = torch.randn((m, n), generator=gen, device=device).mul_(0.02)
-            up = torch.randn((m, 16), generator=gen, device=device).mul_(0.05)
-            down = torch.randn((16, n), generator=gen, device=device).mul_(0.05)
-            a[key], b[key] = w, w + up @ down
+            a[key], b[key] = base_and_tuned(m, n, gen, device)
     return a, b
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def bench_compare(args) -> None:

@@ -32,22 +32,14 @@ import time
 from collections.abc import Callable
 
 import torch
-from llama_shapes import HIDDEN, MLP  # benchmarks/ is on sys.path when run as a script
+from llama_shapes import HIDDEN, MLP, base_and_tuned, sync  # benchmarks/ is on sys.path
 
 DRIVERS = ("gesvd", "gesvdj", "gesvda")
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def matrix(m: int, n: int, device: str) -> torch.Tensor:
-    gen = torch.Generator(device=device).manual_seed(m * 7 + n)
-    w = torch.randn((m, n), generator=gen, device=device).mul_(0.02)
-    up = torch.randn((m, 16), generator=gen, device=device).mul_(0.05)
-    down = torch.randn((16, n), generator=gen, device=device).mul_(0.05)
-    return w + up @ down
+    """A fine-tuned matrix, as ``ex.compare``'s B in ``compare_gpu.py``."""
+    return base_and_tuned(m, n, torch.Generator(device=device).manual_seed(m * 7 + n), device)[1]
 
 
 def gram64(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
